@@ -1,0 +1,12 @@
+"""minilm: transformer language models from scratch in NumPy and CuPy, every backward written by hand.
+
+    import minilm
+    minilm.use_backend("cupy")          # or MINILM_BACKEND=cupy; NumPy is the default
+    from minilm import nn, optim
+"""
+
+from minilm import nn
+from minilm.backend import backend_name, to_numpy, use_backend
+
+__version__ = "0.1.0"
+__all__ = ["nn", "use_backend", "backend_name", "to_numpy", "__version__"]

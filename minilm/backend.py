@@ -1,0 +1,136 @@
+"""The one place that knows NumPy from CuPy.
+
+Layer code is written once against ``xp``, which stands for whichever array library is active:
+
+    from minilm.backend import xp
+    y = xp.maximum(x, 0)
+
+``xp`` forwards every attribute to the active library at call time, so ``use_backend`` takes effect
+everywhere at once, including in modules that imported ``xp`` before the switch. The backend is chosen by
+``MINILM_BACKEND=numpy|cupy`` when minilm is imported, or by ``minilm.use_backend(name)`` afterwards.
+Arrays made before a switch stay where they were: build (or ``load_state_dict``) models after switching.
+
+The two libraries agree on almost everything. The few places they are spelled differently live here:
+``scatter_add`` (the embedding backward), ``erf`` (the exact GELU) and moving arrays to and from the host.
+"""
+
+import math
+import os
+
+import numpy as np
+
+BACKENDS = ("numpy", "cupy")
+_active = {"name": "numpy", "lib": np}
+
+
+class _ArrayNamespace:
+    """Looks up every attribute on the active array library (numpy or cupy) when it is used."""
+
+    def __getattr__(self, attr):
+        return getattr(_active["lib"], attr)
+
+    def __repr__(self):
+        return f"<minilm array namespace: {_active['name']}>"
+
+
+xp = _ArrayNamespace()
+
+
+def _import_cupy():
+    try:
+        import cupy
+    except ImportError as err:
+        raise RuntimeError(
+            "CuPy requested but not installed (pip install 'minilm[gpu]' for CUDA 12, "
+            "or pip install cupy-cuda13x for CUDA 13)"
+        ) from err
+    try:
+        n_devices = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # CUDA driver missing or broken: CuPy raises its own runtime error type
+        raise RuntimeError(f"CuPy is installed but cannot reach a GPU: {err}") from err
+    if n_devices == 0:
+        raise RuntimeError("CuPy is installed but no CUDA GPU is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)")
+    return cupy
+
+
+def use_backend(name):
+    """Make ``name`` ("numpy" or "cupy") the array library behind ``xp``; returns the library module."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    _active["lib"] = _import_cupy() if name == "cupy" else np
+    _active["name"] = name
+    return _active["lib"]
+
+
+def backend_name():
+    """The active backend: "numpy" or "cupy"."""
+    return _active["name"]
+
+
+def asarray(a, dtype=None):
+    """``a`` (a list, a NumPy or a CuPy array) as an array of the active backend."""
+    return _active["lib"].asarray(a, dtype=dtype)
+
+
+def to_numpy(a):
+    """``a`` as a NumPy array on the host (a no-op for NumPy arrays)."""
+    if _active["name"] == "cupy":
+        return _active["lib"].asnumpy(a)
+    return np.asarray(a)
+
+
+def default_rng(seed=None):
+    """A seeded random Generator on the active backend; pass it to whatever draws random numbers."""
+    return _active["lib"].random.default_rng(seed)
+
+
+def is_floating(a):
+    """True for arrays of a floating-point dtype (the inputs a backward returns gradients for)."""
+    return hasattr(a, "dtype") and np.issubdtype(a.dtype, np.floating)
+
+
+def scatter_add(target, indices, values):
+    """``target[indices[n]] += values[n]`` for every n, with repeated indices summed (in place).
+
+    shapes: target (V, C); indices (N,) integers; values (N, C).
+    NumPy's ``np.add.at`` does this but is slow (a Python-level loop in C); here the rows are sorted by
+    index and each run of equal indices is summed with one ``np.add.reduceat``. CuPy has an atomic
+    scatter-add kernel for it.
+    """
+    indices = indices.reshape(-1)  # (N,)
+    values = values.reshape(indices.shape[0], *target.shape[1:])  # (N, C)
+    if _active["name"] == "cupy":
+        import cupyx
+
+        cupyx.scatter_add(target, indices, values)
+        return target
+    if indices.size == 0:
+        return target
+    order = np.argsort(indices, kind="stable")  # (N,)
+    sorted_ids = indices[order]  # (N,)
+    run_starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])  # (U,) one per distinct id
+    target[sorted_ids[run_starts]] += np.add.reduceat(values[order], run_starts, axis=0)  # (U, C)
+    return target
+
+
+_math_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def erf(x):
+    """The error function, element-wise, in the dtype of ``x`` (for GELU's exact form).
+
+    NumPy has no erf. SciPy's is used when SciPy is installed; otherwise ``math.erf`` element by element,
+    which is exact to double precision but slow on large arrays. CuPy has its own.
+    """
+    if _active["name"] == "cupy":
+        import cupyx.scipy.special
+
+        return cupyx.scipy.special.erf(x)
+    try:
+        from scipy.special import erf as scipy_erf
+    except ImportError:
+        return _math_erf(x).astype(x.dtype, copy=False)
+    return scipy_erf(x)
+
+
+use_backend(os.environ.get("MINILM_BACKEND", "numpy"))

@@ -1,0 +1,128 @@
+"""Gradient checking: is a hand-written backward the derivative of its forward?
+
+For a module y = f(x; θ) and a random upstream gradient g (same shape as y), the fake loss
+    L = Σ y ⊙ g
+has ∂L/∂x = backward(g): exactly what the module's backward claims to compute. Central differences
+estimate each coordinate independently of that claim:
+    ∂L/∂x_i ≈ Σ (f(x + h e_i) - f(x - h e_i)) ⊙ g / 2h        (error O(h²) plus rounding ~ ε|y|/h)
+Taking the difference of the two outputs before the sum with g keeps outputs that x_i does not touch out of
+the rounding error. Everything runs in float64 (ε ≈ 1e-16, h = 1e-6): the estimate is then good to ~1e-9
+relative, so a correct backward agrees to well under 1e-6 and a wrong one (a missing term, a transpose)
+is off by order 1.
+
+Agreement is measured element-wise, as in CS231n:
+    rel_error(a, n) = max_i |a_i - n_i| / max(|a_i|, |n_i|, tiny)
+where ``tiny`` keeps coordinates whose true gradient is zero (a masked key, an ignored target) from
+dividing zero by zero.
+"""
+
+import inspect
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from minilm.backend import asarray, is_floating, to_numpy
+
+TINY = 1e-12  # below every real gradient in the checks, above the 0/0 of exactly-zero coordinates
+
+
+def rel_error(analytic, numeric, tiny=TINY):
+    """max_i |a_i - n_i| / max(|a_i|, |n_i|, tiny), computed on the host in float64 (0.0 for empty arrays)."""
+    a = np.asarray(to_numpy(analytic), dtype=np.float64)
+    n = np.asarray(to_numpy(numeric), dtype=np.float64)
+    if a.shape != n.shape:
+        raise ValueError(f"shape mismatch: analytic {a.shape} vs numeric {n.shape}")
+    if a.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a - n) / np.maximum(np.maximum(np.abs(a), np.abs(n)), tiny)))
+
+
+def numerical_gradient(f, x, dout, h=1e-6, coords=None):
+    """Central-difference estimate of ∂(Σ f() ⊙ dout)/∂x, perturbing ``x`` in place and restoring it.
+
+    f: a function of no arguments that reads ``x`` (an array it closes over) and returns an array.
+    coords: flat indices to estimate (the rest are returned as NaN); None means all of them.
+    """
+    grad = np.full(x.shape, np.nan)
+    flat = x.reshape(-1)  # a view: writing to it perturbs x
+    for i in range(x.size) if coords is None else coords:
+        old = flat[i].copy()
+        flat[i] = old + h
+        plus = f()
+        flat[i] = old - h
+        minus = f()
+        flat[i] = old
+        grad.reshape(-1)[i] = float(((plus - minus) * dout).sum()) / (2 * h)
+    return grad
+
+
+@dataclass
+class GradcheckReport:
+    """Max relative error of the analytic gradient for each input (by argument name) and parameter."""
+
+    errors: dict = field(default_factory=dict)  # name -> max relative error
+    shapes: dict = field(default_factory=dict)  # name -> shape checked
+
+    @property
+    def max_error(self):
+        return max(self.errors.values(), default=0.0)
+
+    def passed(self, tol):
+        return self.max_error < tol
+
+    def __str__(self):
+        rows = [f"{name:<32} {str(self.shapes[name]):<18} {err:.2e}" for name, err in self.errors.items()]
+        return "\n".join(rows)
+
+
+def _input_names(module, n):
+    params = [p.name for p in inspect.signature(module.forward).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return params[:n] if len(params) >= n else [f"input{i}" for i in range(n)]
+
+
+def check_module(module, *inputs, h=1e-6, seed=0, max_coords=None, **kwargs):
+    """Compare ``module.backward`` with central differences for every floating input and every parameter.
+
+    The module's parameters and the floating inputs are cast to float64 (in place for the module).
+    Integer and boolean inputs (token ids, targets, masks) and ``kwargs`` are passed through unchanged.
+    max_coords: check at most this many randomly chosen coordinates of each array (None: all of them),
+    for models too large to difference everywhere.
+    Returns a GradcheckReport: max relative error per input (named after forward's arguments) and per
+    parameter (dotted name).
+    """
+    module.to(np.float64)
+    inputs = [asarray(x, dtype=np.float64) if is_floating(x) else x for x in inputs]
+    rng = np.random.default_rng(seed)
+
+    def forward():
+        return module.forward(*inputs, **kwargs)
+
+    out = forward()
+    dout = asarray(rng.standard_normal(np.shape(out)))
+    module.zero_grad()
+    dinputs = module.backward(dout)
+    if not isinstance(dinputs, tuple):
+        dinputs = (dinputs,)
+
+    floating = [(name, x) for name, x in zip(_input_names(module, len(inputs)), inputs) if is_floating(x)]
+    if len(floating) != len([d for d in dinputs if d is not None]):
+        raise ValueError(f"{type(module).__name__}.backward returned {len(dinputs)} gradient(s) "
+                         f"for {len(floating)} floating input(s)")
+    targets = [(name, x, dx) for (name, x), dx in zip(floating, dinputs)]
+    for name, param in module.named_parameters():
+        grad = param.grad if param.grad is not None else asarray(np.zeros(param.shape))
+        targets.append((name, param.data, grad))
+
+    report = GradcheckReport()
+    for name, array, analytic in targets:
+        coords = None
+        if max_coords is not None and array.size > max_coords:
+            coords = rng.choice(array.size, size=max_coords, replace=False)
+        numeric = numerical_gradient(forward, array, dout, h=h, coords=coords)
+        analytic = np.asarray(to_numpy(analytic), dtype=np.float64)
+        if coords is not None:
+            analytic, numeric = analytic.reshape(-1)[coords], numeric.reshape(-1)[coords]
+        report.errors[name] = rel_error(analytic, numeric)
+        report.shapes[name] = tuple(array.shape)
+    return report

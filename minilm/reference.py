@@ -1,0 +1,139 @@
+"""The PyTorch twins of minilm's layers: the reference every hand-written forward and backward is held to.
+
+This is the only module in minilm that imports torch, and nothing imports it at package import time: the
+tests and ``minilm check`` load it when they need it, so minilm itself runs without torch installed.
+
+``twin(module)`` builds the torch module that computes the same function, with the same parameter names,
+and copies the weights across by name. ``compare(module, *inputs)`` runs both on the same inputs with the
+"fake loss" L = Σ out ⊙ g (g random), and returns, for the output, every floating input and every
+parameter, the pair (minilm's array, torch's array) as NumPy arrays.
+"""
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from minilm.backend import asarray, is_floating, to_numpy
+
+
+def to_torch(a, requires_grad=False):
+    """A torch tensor on the CPU holding a copy of ``a`` (NumPy or CuPy), same dtype."""
+    return torch.tensor(np.asarray(to_numpy(a)), requires_grad=requires_grad)
+
+
+class CrossEntropyTwin(torch.nn.Module):
+    """F.cross_entropy over the last axis of logits of any leading shape (torch wants classes on axis 1)."""
+
+    def __init__(self, ignore_index):
+        super().__init__()
+        self.ignore_index = ignore_index
+
+    def forward(self, logits, targets):
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=self.ignore_index)
+
+
+class LogSoftmaxTwin(torch.nn.Module):
+    def __init__(self, axis):
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x):
+        return torch.log_softmax(x, dim=self.axis)
+
+
+class SinusoidalTwin(torch.nn.Module):
+    """x + PE[:T], PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d))."""
+
+    def __init__(self, max_len, d_model):
+        super().__init__()
+        pos = torch.arange(max_len, dtype=torch.float64)[:, None]
+        inv_freq = torch.exp(-math.log(10000.0) * torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
+        pe = torch.zeros(max_len, d_model, dtype=torch.float64)
+        pe[:, 0::2] = torch.sin(pos * inv_freq)
+        pe[:, 1::2] = torch.cos(pos * inv_freq)[:, : d_model // 2]
+        self.register_buffer("pe", pe)
+
+    def forward(self, x):
+        return x + self.pe[: x.shape[-2]].to(x.dtype)
+
+
+def _build_twin(module):
+    kind = type(module).__name__
+    if kind == "Linear":
+        return torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
+    if kind == "Embedding":
+        return torch.nn.Embedding(module.num_embeddings, module.embedding_dim)
+    if kind == "LayerNorm":
+        return torch.nn.LayerNorm(module.normalized_shape, eps=module.eps)
+    if kind == "GELU":
+        return torch.nn.GELU(approximate=module.approximate)
+    if kind == "ReLU":
+        return torch.nn.ReLU()
+    if kind == "Softmax":
+        return torch.nn.Softmax(dim=module.axis)
+    if kind == "LogSoftmax":
+        return LogSoftmaxTwin(module.axis)
+    if kind == "CrossEntropyLoss":
+        return CrossEntropyTwin(module.ignore_index)
+    if kind == "Dropout":
+        return torch.nn.Dropout(module.p)
+    if kind == "SinusoidalPositionalEncoding":
+        return SinusoidalTwin(module.max_len, module.d_model)
+    raise TypeError(f"no PyTorch twin for {kind}")
+
+
+def twin(module, dtype=None):
+    """The torch module computing what ``module`` computes, with its weights copied by name.
+
+    dtype: the torch dtype of the twin; by default that of the module's first parameter (float32 if none).
+    """
+    reference = _build_twin(module)
+    state = module.state_dict()
+    if dtype is None:
+        first = next(iter(state.values()), None)
+        dtype = to_torch(first).dtype if first is not None else torch.float32
+    reference = reference.to(dtype)
+    if state:
+        reference.load_state_dict({name: to_torch(array) for name, array in state.items()}, strict=True)
+    return reference.train(module.training)
+
+
+def compare(module, *inputs, seed=0, **kwargs):
+    """Run ``module`` and its twin forward and backward on the same inputs and upstream gradient.
+
+    Returns {name: (minilm array, torch array)} for "out", each floating input (named "d" + its position,
+    e.g. "dinput0") and each parameter gradient ("d" + dotted name), all as NumPy arrays.
+    """
+    dtype = next((to_torch(x).dtype for x in inputs if is_floating(x)), None)
+    reference = twin(module, dtype=dtype)
+
+    module.zero_grad()
+    out = module.forward(*inputs, **kwargs)
+    dout = np.random.default_rng(seed).standard_normal(np.shape(out)).astype(out.dtype)
+    dinputs = module.backward(asarray(dout))
+    if not isinstance(dinputs, tuple):
+        dinputs = (dinputs,)
+
+    torch_inputs = [to_torch(x, requires_grad=is_floating(x)) for x in inputs]
+    torch_kwargs = {k: to_torch(v) if hasattr(v, "dtype") else v for k, v in kwargs.items()}
+    torch_out = reference(*torch_inputs, **torch_kwargs)
+    (torch_out * torch.from_numpy(dout)).sum().backward()
+
+    pairs = {"out": (to_numpy(out), torch_out.detach().numpy())}
+    floating = [(i, x) for i, x in enumerate(torch_inputs) if x.requires_grad]
+    for (i, x), dx in zip(floating, dinputs):
+        pairs[f"dinput{i}"] = (to_numpy(dx), x.grad.numpy())
+    torch_params = dict(reference.named_parameters())
+    for name, param in module.named_parameters():
+        grad = param.grad if param.grad is not None else np.zeros(param.shape)
+        pairs[f"d{name}"] = (to_numpy(grad), torch_params[name].grad.numpy())
+    return pairs
+
+
+def max_rel_error(ours, theirs):
+    """max|a - b| / max|b|: the error relative to the tensor's scale (0.0 when both are zero)."""
+    scale = float(np.max(np.abs(theirs), initial=0.0))
+    diff = float(np.max(np.abs(np.asarray(ours, np.float64) - theirs), initial=0.0))
+    return diff / scale if scale > 0 else diff
