@@ -1,6 +1,8 @@
 """Layers with hand-written forward and backward passes, named and shaped like their ``torch.nn`` twins."""
 
+from minilm.nn.dropout import Dropout
 from minilm.nn.linear import Linear
 from minilm.nn.module import Module, Parameter
+from minilm.nn.softmax import LogSoftmax, Softmax, log_softmax, softmax
 
-__all__ = ["Module", "Parameter", "Linear"]
+__all__ = ["Module", "Parameter", "Linear", "Dropout", "Softmax", "LogSoftmax", "softmax", "log_softmax"]

@@ -1,0 +1,38 @@
+"""Dropout, the inverted form: scale at training time so evaluation is the identity.
+
+forward:  training: keep ~ Bernoulli(1 - p) per element,  y = x ⊙ keep / (1 - p)     (E[y] = x)
+          evaluation (or p = 0): y = x
+backward: dx = dy ⊙ keep / (1 - p)   (the same mask, the same scale)
+shapes:   x, y any shape
+kept:     the scaled mask keep / (1 - p), in the dtype of x: backward is one multiply.
+p:        the probability of *dropping* an element, as in torch (CS231n's p is the keep probability).
+          p = 1 drops everything (y = 0).
+rng:      each Dropout owns a Generator from minilm.backend, seeded by ``rng`` (a seed or a Generator),
+          so runs are reproducible without touching any global random state.
+ref:      Srivastava et al. 2014; torch.nn.Dropout
+"""
+
+from minilm.backend import default_rng
+from minilm.nn.module import Module
+
+
+class Dropout(Module):
+    def __init__(self, p=0.5, rng=None):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        self.p = p
+        self.rng = rng if hasattr(rng, "random") else default_rng(rng)
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            self.scaled_mask = None
+            return x
+        if self.p == 1.0:
+            self.scaled_mask = x * 0
+            return self.scaled_mask.copy()
+        keep = self.rng.random(x.shape, dtype=x.dtype) >= self.p  # (same shape as x) True where kept
+        self.scaled_mask = keep.astype(x.dtype) / x.dtype.type(1.0 - self.p)
+        return x * self.scaled_mask
+
+    def backward(self, dy):
+        return dy if self.scaled_mask is None else dy * self.scaled_mask
