@@ -1,7 +1,7 @@
-"""minilm: transformer language models from scratch in NumPy and CuPy, every backward written by hand.
+"""minilm: transformer language models from scratch, every backward written by hand.
 
     import minilm
-    minilm.use_backend("cupy")          # or MINILM_BACKEND=cupy; NumPy is the default
+    minilm.use_backend("numpy")         # or the GPU one: see minilm.backend (also MINILM_BACKEND)
     from minilm import nn, optim
 """
 

@@ -19,7 +19,7 @@ from minilm.backend import asarray, is_floating, to_numpy
 
 
 def to_torch(a, requires_grad=False):
-    """A torch tensor on the CPU holding a copy of ``a`` (NumPy or CuPy), same dtype."""
+    """A torch tensor on the CPU holding a copy of ``a`` (an array of either backend), same dtype."""
     return torch.tensor(np.asarray(to_numpy(a)), requires_grad=requires_grad)
 
 

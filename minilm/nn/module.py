@@ -155,7 +155,7 @@ class Module:
 def init_normal(rng, shape, std, dtype=np.float32):
     """A parameter array drawn from N(0, std²) by a NumPy Generator on the host, then moved to the backend.
 
-    Drawing on the host makes a model built from the same seed identical on NumPy and on CuPy.
+    Drawing on the host makes a model built from the same seed identical on the CPU and on the GPU backend.
     """
     return asarray((rng.standard_normal(shape) * std).astype(dtype))
 

@@ -1,0 +1,103 @@
+import math
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import minilm
+from minilm import backend
+from minilm.backend import asarray, to_numpy
+
+PACKAGE = pathlib.Path(minilm.__file__).parent
+
+
+@pytest.fixture
+def restore_backend():
+    name = backend.backend_name()
+    yield
+    backend.use_backend(name)
+
+
+def test_cupy_missing_is_a_clear_error(monkeypatch, restore_backend):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` raise ImportError
+    with pytest.raises(RuntimeError, match=r"CuPy requested but not installed \(pip install 'minilm\[gpu\]'"):
+        minilm.use_backend("cupy")
+    assert backend.backend_name() == "numpy" or backend.backend_name() == "cupy"  # unchanged by the failure
+
+
+def test_unknown_backend_is_named(restore_backend):
+    with pytest.raises(ValueError, match="unknown backend 'jax'"):
+        minilm.use_backend("jax")
+
+
+@pytest.mark.parametrize("value, expected", [("numpy", "numpy"), ("tpu", "unknown backend 'tpu'")])
+def test_environment_variable_selects_backend(value, expected):
+    run = subprocess.run([sys.executable, "-c", "import minilm; print(minilm.backend_name())"],
+                         env={"MINILM_BACKEND": value, "PATH": ""}, capture_output=True, text=True)
+    assert expected in run.stdout + run.stderr
+
+
+def test_xp_follows_the_active_backend():
+    assert backend.xp.zeros is backend._active["lib"].zeros
+    assert type(asarray([1.0, 2.0])) is type(backend.xp.zeros(2))
+
+
+def test_to_numpy_round_trip():
+    a = np.arange(6.0).reshape(2, 3)
+    back = to_numpy(asarray(a))
+    assert isinstance(back, np.ndarray)
+    np.testing.assert_array_equal(back, a)
+
+
+def test_default_rng_is_reproducible():
+    a = to_numpy(backend.default_rng(7).random(5))
+    b = to_numpy(backend.default_rng(7).random(5))
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("ids", [[3, 1, 3, 3, 0], [2, 2, 2, 2, 2], [4, 0, 1, 2, 3]])
+def test_scatter_add_sums_repeated_indices(ids):
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((len(ids), 3))
+    expected = np.zeros((5, 3))
+    np.add.at(expected, np.array(ids), values)
+    target = asarray(np.zeros((5, 3)))
+    backend.scatter_add(target, asarray(np.array(ids)), asarray(values))
+    np.testing.assert_allclose(to_numpy(target), expected, rtol=1e-14)
+
+
+def test_scatter_add_with_no_indices_changes_nothing():
+    target = asarray(np.ones((4, 2)))
+    backend.scatter_add(target, asarray(np.zeros(0, dtype=np.int64)), asarray(np.zeros((0, 2))))
+    np.testing.assert_array_equal(to_numpy(target), np.ones((4, 2)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_erf_matches_math_erf(dtype):
+    x = np.linspace(-5, 5, 101).astype(dtype)
+    got = to_numpy(backend.erf(asarray(x)))
+    assert got.dtype == dtype
+    expected = np.array([math.erf(v) for v in x.astype(np.float64)])
+    np.testing.assert_allclose(got, expected, rtol=1e-14 if dtype == np.float64 else 1e-6, atol=1e-7)
+
+
+def test_only_backend_names_cupy():
+    mentions = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
+                if "cupy" in p.read_text().lower() and p.name != "backend.py"]
+    assert mentions == []
+
+
+def test_package_imports_without_torch():
+    """Layers, models and optimisers never import torch: only minilm.reference may, and only when asked."""
+    code = (
+        "import sys, pkgutil, importlib; sys.modules['torch'] = None; import minilm\n"
+        "names = [m.name for m in pkgutil.walk_packages(minilm.__path__, 'minilm.')]\n"
+        "for name in names:\n"
+        "    if name != 'minilm.reference': importlib.import_module(name)\n"
+        "print(len(names))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert int(run.stdout) >= 3

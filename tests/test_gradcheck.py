@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+
+from layer_checks import randn
+from minilm import nn
+from minilm.gradcheck import check_module, numerical_gradient, rel_error
+from minilm.backend import asarray
+from tolerances import GRADCHECK
+
+
+def test_rel_error_is_elementwise_max_and_handles_zeros():
+    assert rel_error(np.array([1.0, 0.0]), np.array([1.0, 0.0])) == 0.0
+    assert rel_error(np.array([2.0, 100.0]), np.array([1.0, 100.0])) == pytest.approx(0.5)
+    assert rel_error(np.array([1e-3]), np.array([0.0])) == pytest.approx(1.0)
+
+
+def test_rel_error_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="shape mismatch"):
+        rel_error(np.zeros(3), np.zeros(4))
+
+
+def test_numerical_gradient_of_a_known_function():
+    x = np.array([0.5, -1.5, 2.0])
+    dout = np.array([1.0, 2.0, -1.0])
+    grad = numerical_gradient(lambda: x**3, x, dout)
+    np.testing.assert_allclose(grad, 3 * np.array([0.5, -1.5, 2.0]) ** 2 * dout, rtol=1e-8)
+    np.testing.assert_array_equal(x, [0.5, -1.5, 2.0])  # restored after perturbing
+
+
+class Mul(nn.Module):
+    """y = a ⊙ b: two floating inputs, so the report must name both."""
+
+    def __init__(self, swap=False):
+        self.swap = swap
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, dy):
+        da, db = dy * self.b, dy * self.a
+        return (db, da) if self.swap else (da, db)
+
+
+def test_reports_every_floating_input_by_argument_name():
+    rng = np.random.default_rng(0)
+    report = check_module(Mul(), randn(rng, 3, 4), randn(rng, 3, 4))
+    assert set(report.errors) == {"a", "b"} and report.passed(GRADCHECK["smooth"])
+
+
+def test_catches_swapped_input_gradients():
+    rng = np.random.default_rng(0)
+    report = check_module(Mul(swap=True), randn(rng, 3, 4), randn(rng, 3, 4))
+    assert report.errors["a"] > 0.1 and report.errors["b"] > 0.1
+
+
+class LinearWithMeanBias(nn.Linear):
+    """A planted bug: the bias gradient averages over positions instead of summing."""
+
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.bias.grad = dy.reshape(-1, self.out_features).mean(axis=0)
+        return dx
+
+
+def test_catches_a_planted_wrong_parameter_gradient_and_only_that_one():
+    rng = np.random.default_rng(0)
+    report = check_module(LinearWithMeanBias(5, 4, rng=rng), randn(rng, 2, 3, 5))
+    assert report.errors["bias"] > 0.5
+    assert report.errors["weight"] < GRADCHECK["smooth"] and report.errors["x"] < GRADCHECK["smooth"]
+    assert not report.passed(GRADCHECK["smooth"])
+
+
+def test_casts_to_float64_and_samples_coordinates():
+    rng = np.random.default_rng(0)
+    layer = nn.Linear(40, 30, rng=rng)
+    report = check_module(layer, randn(rng, 2, 40, dtype=np.float32), max_coords=25)
+    assert layer.weight.data.dtype == np.float64
+    assert report.shapes["weight"] == (30, 40) and report.passed(GRADCHECK["smooth"])
+
+
+def test_rejects_a_backward_returning_the_wrong_number_of_gradients():
+    class Bad(Mul):
+        def backward(self, dy):
+            return dy * self.b
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="returned 1 gradient"):
+        check_module(Bad(), randn(rng, 2), randn(rng, 2))
+
+
+def test_report_prints_one_row_per_item():
+    rng = np.random.default_rng(0)
+    text = str(check_module(nn.Linear(3, 2, rng=rng), asarray(rng.standard_normal((4, 3)))))
+    assert [line.split()[0] for line in text.splitlines()] == ["x", "weight", "bias"]
