@@ -12,6 +12,16 @@ def test_rel_error_is_elementwise_max_and_handles_zeros():
     assert rel_error(np.array([1.0, 0.0]), np.array([1.0, 0.0])) == 0.0
     assert rel_error(np.array([2.0, 100.0]), np.array([1.0, 100.0])) == pytest.approx(0.5)
     assert rel_error(np.array([1e-3]), np.array([0.0])) == pytest.approx(1.0)
+    assert rel_error(np.zeros(3), np.zeros(3)) == 0.0
+
+
+def test_rel_error_judges_near_zero_coordinates_against_the_array_scale():
+    # a coordinate at 1e-6 of the largest, off by rounding noise (1e-10): noise, not a bug
+    a, n = np.array([1.0, 1e-6 + 1e-10]), np.array([1.0, 1e-6])
+    assert rel_error(a, n) < 1e-6
+    assert rel_error(a, n, tiny=1e-12) > 1e-5  # the plain element-wise error would fail it
+    # ... but the same coordinate off by 1e-4 of the scale is still caught
+    assert rel_error(np.array([1.0, 1e-4]), np.array([1.0, 0.0])) > 0.09
 
 
 def test_rel_error_rejects_mismatched_shapes():
