@@ -1,0 +1,79 @@
+"""Element-wise activations: GELU (tanh and exact forms) and ReLU.
+
+GELU, exact ("none"):   y = x Φ(x) = ½ x (1 + erf(x / √2))
+          backward:     dx = dy ⊙ (Φ(x) + x φ(x)),   φ(x) = exp(-x²/2) / √(2π)   (product rule; Φ' = φ)
+GELU, tanh ("tanh"):    y = ½ x (1 + tanh(u)),   u = √(2/π) (x + 0.044715 x³)
+          backward:     dx = dy ⊙ (½ (1 + t) + ½ x (1 - t²) √(2/π) (1 + 3·0.044715 x²)),   t = tanh(u)
+          The tanh form is GPT-2's (and nanoGPT's, llm.c's). It differs from the exact form by at most
+          4.74e-4 (at |x| ≈ 2.7) and its derivative by at most 8.7e-4 (at |x| ≈ 2.0): far below what
+          training notices, and cheaper where erf is slow.
+ReLU:                   y = max(x, 0)
+          backward:     dx = dy ⊙ [x > 0]   (the derivative at exactly 0 is taken as 0, as in torch)
+shapes:   x, y (..., C), any shape, e.g. (B, T, 4C) inside the feed-forward block
+dtype:    everything runs in the dtype of x (the constants are Python floats, which every array backend treats
+          as weak scalars); integer inputs are refused, since they have no gradient.
+kept:     GELU keeps x and recomputes tanh / erf in backward, as llm.c does: storing t as well would add a
+          second (B, T, 4C) array, the largest activation in the model, to save one tanh per element.
+          ReLU keeps only the boolean mask x > 0 (one byte per element, all backward needs).
+ref:      Hendrycks & Gimpel 2016, "Gaussian Error Linear Units", §2; torch.nn.GELU, torch.nn.ReLU
+"""
+
+import math
+
+from minilm.backend import erf, is_floating, xp
+from minilm.nn.module import Module
+
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)  # the slope of the tanh approximation's argument
+GELU_CUBIC = 0.044715  # Hendrycks & Gimpel's fitted coefficient of x³
+INV_SQRT_2 = 1.0 / math.sqrt(2.0)  # Φ(x) = ½ (1 + erf(x / √2))
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)  # the normal density's constant
+
+
+def _tanh_of_u(x):
+    """t = tanh(√(2/π)(x + 0.044715 x³)), shared by the tanh form's forward and backward."""
+    return xp.tanh(SQRT_2_OVER_PI * (x + GELU_CUBIC * x**3))  # (..., C) like x
+
+
+def _check_floating(name, x):
+    if not is_floating(x):
+        raise TypeError(f"{name} expects a floating-point input, got dtype {x.dtype}")
+
+
+class GELU(Module):
+    APPROXIMATIONS = ("tanh", "none")
+
+    def __init__(self, approximate="tanh"):
+        if approximate not in self.APPROXIMATIONS:
+            raise ValueError(f"GELU approximate must be 'tanh' or 'none', got {approximate!r}")
+        self.approximate = approximate  # the torch twin reads this name
+
+    def forward(self, x):
+        _check_floating("GELU", x)
+        self.x = x
+        if self.approximate == "tanh":
+            t = _tanh_of_u(x)  # (..., C)
+            return 0.5 * x * (1.0 + t)  # (..., C)
+        return 0.5 * x * (1.0 + erf(x * INV_SQRT_2))  # (..., C)
+
+    def backward(self, dy):
+        x = self.x
+        if self.approximate == "tanh":
+            t = _tanh_of_u(x)  # (..., C) recomputed rather than kept (see the module docstring)
+            # forward: y = ½ x (1 + t),  t = tanh(u),  u = √(2/π)(x + 0.044715 x³);  tanh' = 1 - t²
+            du_dx = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * x * x)  # (..., C)
+            return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)  # (..., C)
+        # forward: y = x Φ(x)
+        cdf = 0.5 * (1.0 + erf(x * INV_SQRT_2))  # (..., C) Φ(x)
+        pdf = INV_SQRT_2PI * xp.exp(-0.5 * x * x)  # (..., C) φ(x); underflows harmlessly to 0 for large |x|
+        return dy * (cdf + x * pdf)  # (..., C)
+
+
+class ReLU(Module):
+    def forward(self, x):
+        _check_floating("ReLU", x)
+        self.positive = x > 0  # (..., C) bool
+        return xp.maximum(x, 0)  # (..., C)
+
+    def backward(self, dy):
+        # forward: y = max(x, 0)
+        return xp.where(self.positive, dy, 0)  # (..., C)

@@ -1,0 +1,150 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from layer_checks import assert_gradcheck, assert_matches_torch, randn
+from minilm import to_numpy
+from minilm.backend import asarray
+from minilm.nn.activation import GELU, ReLU
+from tolerances import GRADCHECK
+
+B, T, C = 2, 3, 7  # all different, as everywhere in the suite
+FORMS = ["tanh", "none"]
+# max |GELU_tanh(x) - GELU_exact(x)| over the real line, attained near |x| ≈ 2.7 (measured on a 1e-5 grid)
+TANH_VS_EXACT_MAX = 4.74e-4
+
+
+def away_from_zero(rng, *shape, margin=0.1, scale=1.0):
+    """Normal data pushed at least ``margin`` away from ReLU's kink, so h = 1e-6 never straddles it."""
+    z = rng.standard_normal(shape) * scale
+    return asarray(z + margin * np.sign(z))
+
+
+GELU_MINIMUM = -0.752  # GELU'(x) = 0 here: -0.7518 exact, -0.7525 tanh
+
+
+def gelu_inputs(rng, *shape, margin=0.05):
+    """Realistic pre-activations for the gradient check: N(0, 1.5²) clipped to ±3.5, kept off GELU's minimum.
+
+    Where GELU' is tiny the element-wise relative check measures rounding, not the backward: the
+    forward's absolute rounding (~1e-16 · |x|, worst in the left tail where 1 + erf(x/√2) and 1 + tanh(u)
+    cancel) divided by 2h = 2e-6 is ~1e-9 absolute, which exceeds 1e-6 of a derivative below ~1e-3 —
+    that is, within ~2e-3 of the minimum or below x ≈ -4. Inside these bounds |GELU'| ≥ 2e-3, so a
+    correct backward passes with a wide margin; the torch comparisons use unclipped inputs.
+    """
+    z = np.clip(rng.standard_normal(shape) * 1.5, -3.5, 3.5)
+    off = z - GELU_MINIMUM
+    return asarray(np.where(np.abs(off) < margin, GELU_MINIMUM + np.copysign(margin, off), z))
+
+
+def lead_shapes():
+    return st.lists(st.integers(1, 3), min_size=0, max_size=3)  # () to (3, 3, 3): batch 1, T = 1, extra dims
+
+
+# --- GELU --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("form", FORMS)
+def test_gelu_gradcheck(form):
+    rng = np.random.default_rng(0)
+    report = assert_gradcheck(GELU(form), gelu_inputs(rng, B, T, C))
+    assert report.shapes["x"] == (B, T, C)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("form", FORMS)
+def test_gelu_matches_torch(form, dtype):
+    rng = np.random.default_rng(1)
+    assert_matches_torch(GELU(form), randn(rng, B, T, C, scale=2.0), dtype=dtype)
+
+
+@given(lead=lead_shapes(), c=st.integers(1, 9), form=st.sampled_from(FORMS), seed=st.integers(0, 2**16))
+def test_gelu_any_shape(lead, c, form, seed):
+    rng = np.random.default_rng(seed)
+    assert_gradcheck(GELU(form), gelu_inputs(rng, *lead, c))
+    assert_matches_torch(GELU(form), randn(rng, *lead, c, scale=2.0), dtype="float64")
+
+
+@pytest.mark.parametrize("bad", ["erf", "exact", None, "Tanh"])
+def test_gelu_unknown_approximation_is_named(bad):
+    with pytest.raises(ValueError, match=f"got {bad!r}"):
+        GELU(bad)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_gelu_refuses_integer_input(form):
+    with pytest.raises(TypeError, match="got dtype int64"):
+        GELU(form)(asarray(np.arange(6, dtype=np.int64)))
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_gelu_computes_in_input_dtype(form):
+    layer = GELU(form)
+    x = randn(np.random.default_rng(2), B, T, C, dtype=np.float32)
+    y = layer(x)
+    dx = layer.backward(asarray(np.ones((B, T, C), dtype=np.float32)))
+    assert y.dtype == np.float32 and dx.dtype == np.float32
+
+
+def test_gelu_tanh_and_exact_differ_by_a_small_bounded_amount():
+    x = asarray(np.linspace(-8.0, 8.0, 160_001))  # step 1e-4
+    diff = np.abs(to_numpy(GELU("tanh")(x)) - to_numpy(GELU("none")(x)))
+    # bounded: never more than the stated maximum ...
+    assert diff.max() <= TANH_VS_EXACT_MAX
+    # ... which is attained (the two really are different functions), near |x| ≈ 2.7 ...
+    assert diff.max() > 0.99 * TANH_VS_EXACT_MAX
+    assert 2.6 < abs(to_numpy(x)[diff.argmax()]) < 2.8
+    # ... and both tend to ReLU in the tails, so the gap closes there
+    assert diff[np.abs(to_numpy(x)) > 6].max() < 1e-6
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_gelu_stays_finite_at_large_float32_inputs(form):
+    x = asarray(np.array([-1e4, -30.0, 30.0, 1e4], dtype=np.float32))
+    layer = GELU(form)
+    y = to_numpy(layer(x))
+    dx = to_numpy(layer.backward(asarray(np.ones(4, dtype=np.float32))))
+    np.testing.assert_array_equal(y, [0.0, 0.0, 30.0, 1e4])  # exactly ReLU this far out, in both forms
+    np.testing.assert_array_equal(dx, [0.0, 0.0, 1.0, 1.0])
+
+
+# --- ReLU --------------------------------------------------------------------------------------------------
+
+def test_relu_gradcheck():
+    rng = np.random.default_rng(3)
+    assert_gradcheck(ReLU(), away_from_zero(rng, B, T, C), tol=GRADCHECK["piecewise"])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_relu_matches_torch(dtype):
+    rng = np.random.default_rng(4)
+    assert_matches_torch(ReLU(), randn(rng, B, T, C), dtype=dtype)
+
+
+def test_relu_gradient_at_exactly_zero_matches_torch():
+    # the kink: torch takes the derivative at 0 to be 0, and so do we
+    x = asarray(np.array([[-1.0, 0.0, 2.0], [0.0, 0.5, -0.0]]))
+    pairs = assert_matches_torch(ReLU(), x, dtype="float64")
+    ours = pairs["dinput0"][0]
+    assert ours[0, 1] == 0 and ours[1, 0] == 0 and ours[1, 2] == 0
+
+
+@given(lead=lead_shapes(), c=st.integers(1, 9), seed=st.integers(0, 2**16))
+def test_relu_any_shape(lead, c, seed):
+    rng = np.random.default_rng(seed)
+    x = away_from_zero(rng, *lead, c)
+    assert_gradcheck(ReLU(), x, tol=GRADCHECK["piecewise"])
+    assert_matches_torch(ReLU(), x, dtype="float64")
+
+
+def test_relu_refuses_integer_input():
+    with pytest.raises(TypeError, match="ReLU expects a floating-point input, got dtype int32"):
+        ReLU()(asarray(np.arange(6, dtype=np.int32)))
+
+
+def test_relu_computes_in_input_dtype():
+    layer = ReLU()
+    x = randn(np.random.default_rng(5), B, T, C, dtype=np.float32)
+    y = layer(x)
+    dx = layer.backward(asarray(np.ones((B, T, C), dtype=np.float32)))
+    assert y.dtype == np.float32 and dx.dtype == np.float32
