@@ -1,0 +1,16 @@
+"""The data pipeline: text -> ids -> (train, val) -> random batches.
+
+    from minilm.data import load_text, split, CharTokenizer, get_batch
+    text = load_text()                              # embedded tiny Shakespeare, or load_text("my_corpus/")
+    tok = CharTokenizer.from_text(text)             # 65 characters; tok.save(folder / "tokenizer.json")
+    train, val = split(tok.encode(text))            # first 90% / last 10%, as nanoGPT
+    x, y = get_batch(train, 64, 256, np.random.default_rng(1337))   # (B, T) each, y = x shifted by one
+
+The corpus file shakespeare.txt lives in this folder as package data.
+"""
+
+from minilm.data.batching import get_batch, rng_from_state
+from minilm.data.char_tokenizer import CharTokenizer
+from minilm.data.corpus import load_text, split
+
+__all__ = ["load_text", "split", "CharTokenizer", "get_batch", "rng_from_state"]
