@@ -8,7 +8,7 @@ kept:     ids, the only thing dW needs (dy carries the values, ids say which row
 init:     W ~ N(0, 1), torch.nn.Embedding's default.
 why scatter-add: ``dW[ids] += dy`` looks right but is wrong whenever an id repeats (every batch of text
           repeats tokens): fancy-index assignment keeps only one of the updates. ``scatter_add`` from
-          minilm.backend sums them, and is fast on both NumPy and CuPy.
+          minilm.backend sums them, and is fast on both backends.
 ref:      torch.nn.Embedding; Bengio et al. 2003, §2 (the "C" matrix of word features)
 """
 
