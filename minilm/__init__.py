@@ -5,8 +5,8 @@
     from minilm import nn, optim
 """
 
-from minilm import nn
+from minilm import nn, optim
 from minilm.backend import backend_name, to_numpy, use_backend
 
 __version__ = "0.1.0"
-__all__ = ["nn", "use_backend", "backend_name", "to_numpy", "__version__"]
+__all__ = ["nn", "optim", "use_backend", "backend_name", "to_numpy", "__version__"]
