@@ -24,4 +24,10 @@ GRADCHECK = {
     # ReLU and dropout are piecewise linear: exact wherever no input sits within h of the kink,
     # which the tests ensure by keeping inputs away from 0; the differences are then exact up to rounding.
     "piecewise": 1e-6,
+    # A whole model (blocks, GPT): still exact maths, but one array can hold gradients of very different
+    # sizes. At GPT-2's 0.02 init the query and key thirds of in_proj_weight get ~1e-3 of the value
+    # third's gradient, while rounding through L layers is ~1e-9 of the array's scale (measured: it
+    # shrinks as 1/h, so it is rounding, not a bug); read against the 1e-3 floor that is ~1e-6. A real
+    # bug is still off by order 1, and the torch comparison pins the same gradients to 1e-10.
+    "model": 1e-5,
 }
