@@ -53,10 +53,122 @@ class SinusoidalTwin(torch.nn.Module):
         pe = torch.zeros(max_len, d_model, dtype=torch.float64)
         pe[:, 0::2] = torch.sin(pos * inv_freq)
         pe[:, 1::2] = torch.cos(pos * inv_freq)[:, : d_model // 2]
-        self.register_buffer("pe", pe)
+        self.register_buffer("pe", pe, persistent=False)  # a function of the shape, not state
 
     def forward(self, x):
         return x + self.pe[: x.shape[-2]].to(x.dtype)
+
+
+def _visible(T, causal, key_padding_mask):
+    """Bool (B or 1, 1, T, T), True where query i may see key j: torch's attn_mask convention for sdpa."""
+    visible = torch.ones(1, 1, T, T, dtype=torch.bool)
+    if causal:
+        visible = visible & torch.ones(T, T, dtype=torch.bool).tril()
+    if key_padding_mask is not None:
+        visible = visible & ~key_padding_mask[:, None, None, :]
+    return visible
+
+
+class ScaledDotProductAttentionTwin(torch.nn.Module):
+    """F.scaled_dot_product_attention over (B, H, T, hs) with the causal and key-padding masks as one bool mask."""
+
+    def __init__(self, causal):
+        super().__init__()
+        self.causal = causal
+
+    def forward(self, q, k, v, key_padding_mask=None):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=_visible(q.shape[-2], self.causal, key_padding_mask))
+
+
+class SelfAttentionTwin(torch.nn.Module):
+    """softmax(e eᵀ · scale) e, scale = 1/√C (scaled) or 1: F.scaled_dot_product_attention with q = k = v = e."""
+
+    def __init__(self, scaled):
+        super().__init__()
+        self.scaled = scaled
+
+    def forward(self, e):
+        return F.scaled_dot_product_attention(e, e, e, scale=None if self.scaled else 1.0)
+
+
+class MultiheadAttentionTwin(torch.nn.MultiheadAttention):
+    """torch.nn.MultiheadAttention(batch_first=True) as self-attention: forward(x, key_padding_mask) -> output.
+
+    A subclass rather than a wrapper so the parameter names stay torch's (in_proj_weight, out_proj.weight, ...).
+    For a query whose every key is masked torch gives NaN (need_weights=True) or zeros (need_weights=False, through
+    F.scaled_dot_product_attention in recent versions): compare against it only where some key is visible.
+    """
+
+    def __init__(self, d_model, n_heads, bias, causal, dropout):
+        super().__init__(d_model, n_heads, dropout=dropout, bias=bias, batch_first=True)
+        self.causal = causal
+
+    def forward(self, x, key_padding_mask=None, need_weights=False):
+        T = x.shape[1]
+        future = torch.ones(T, T, dtype=torch.bool).triu(1) if self.causal else None  # True = may not attend
+        out, weights = super().forward(x, x, x, key_padding_mask=key_padding_mask, attn_mask=future,
+                                       need_weights=need_weights, average_attn_weights=False)
+        return (out, weights) if need_weights else out
+
+
+class FeedForwardTwin(torch.nn.Module):
+    """c_proj(act(c_fc(x))): minilm's FeedForward, with GPT-2's names for the two Linear layers."""
+
+    def __init__(self, d_model, d_ff, activation, bias):
+        super().__init__()
+        self.c_fc = torch.nn.Linear(d_model, d_ff, bias=bias)
+        self.act = {"gelu": torch.nn.GELU("tanh"), "gelu_exact": torch.nn.GELU(), "relu": torch.nn.ReLU()}[activation]
+        self.c_proj = torch.nn.Linear(d_ff, d_model, bias=bias)
+
+    def forward(self, x):
+        return self.c_proj(self.act(self.c_fc(x)))
+
+
+class TransformerBlockTwin(torch.nn.Module):
+    """Pre-LN: u = x + Attn(LN₁(x)), y = u + FFN(LN₂(u)). Post-LN: u = LN₁(x + Attn(x)), y = LN₂(u + FFN(u))."""
+
+    def __init__(self, block):
+        super().__init__()
+        attn, mlp = block.attn, block.mlp
+        self.norm = block.norm
+        self.ln_1 = torch.nn.LayerNorm(block.ln_1.normalized_shape, eps=block.ln_1.eps)
+        self.attn = _build_twin(attn)
+        self.ln_2 = torch.nn.LayerNorm(block.ln_2.normalized_shape, eps=block.ln_2.eps)
+        self.mlp = FeedForwardTwin(mlp.c_fc.in_features, mlp.c_fc.out_features, mlp.activation, mlp.c_fc.bias is not None)
+
+    def forward(self, x):
+        if self.norm == "pre":
+            u = x + self.attn(self.ln_1(x))
+            return u + self.mlp(self.ln_2(u))
+        u = self.ln_1(x + self.attn(x))
+        return self.ln_2(u + self.mlp(u))
+
+
+class GPTTwin(torch.nn.Module):
+    """The whole GPT in torch with minilm's (GPT-2's) parameter names: logits = head(LN_f(blocks(wte[idx] + P)))."""
+
+    def __init__(self, gpt):
+        super().__init__()
+        cfg = self.config = gpt.config
+        self.wte = torch.nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        learned = cfg.pos == "learned"
+        self.wpe = torch.nn.Embedding(cfg.block_size, cfg.n_embd) if learned else SinusoidalTwin(cfg.block_size, cfg.n_embd)
+        self.h = torch.nn.ModuleList(TransformerBlockTwin(block) for block in gpt.h)
+        self.ln_f = torch.nn.LayerNorm(cfg.n_embd) if gpt.ln_f is not None else None
+        self.lm_head = torch.nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_weights:
+            self.lm_head.weight = self.wte.weight
+
+    def forward(self, idx):
+        if self.config.pos == "learned":
+            x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        else:
+            x = self.wpe(self.wte(idx))
+        for block in self.h:
+            x = block(x)
+        if self.ln_f is not None:
+            x = self.ln_f(x)
+        return self.lm_head(x)
 
 
 def _build_twin(module):
@@ -81,6 +193,20 @@ def _build_twin(module):
         return torch.nn.Dropout(module.p)
     if kind == "SinusoidalPositionalEncoding":
         return SinusoidalTwin(module.max_len, module.d_model)
+    if kind == "ScaledDotProductAttention":
+        return ScaledDotProductAttentionTwin(module.causal)
+    if kind == "SelfAttention":
+        return SelfAttentionTwin(module.scaled)
+    if kind == "MultiHeadAttention":
+        return MultiheadAttentionTwin(module.d_model, module.n_heads, bias=module.in_proj_bias is not None,
+                                      causal=module.causal, dropout=module.attn_dropout.p)
+    if kind == "FeedForward":
+        return FeedForwardTwin(module.c_fc.in_features, module.c_fc.out_features, module.activation,
+                               bias=module.c_fc.bias is not None)
+    if kind == "TransformerBlock":
+        return TransformerBlockTwin(module)
+    if kind == "GPT":
+        return GPTTwin(module)
     raise TypeError(f"no PyTorch twin for {kind}")
 
 

@@ -1,0 +1,423 @@
+"""Attention: scaled_dot_product_attention, SelfAttention and MultiHeadAttention, by finite differences and torch.
+
+Finite differences here take the step FD_STEP = 1e-5 instead of check_module's default 1e-6. The error of a
+central difference is truncation ~h² plus rounding ~ε·|L|/h; in float64 the sum is smallest near
+h = ε^(1/3) ≈ 1e-5. The element-wise relative error divides by each element, and attention gradients have
+elements 1e-5 times smaller than their largest (cancelling paths through the softmax): at h = 1e-6 the
+rounding alone (~1e-10) put 10 of 40 random multi-head checks over 1e-6; at h = 1e-5 none of them (nor
+any of 1000 hypothesis examples per test). Elements far smaller still would fail on rounding at any step.
+"""
+
+import inspect
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from layer_checks import assert_gradcheck, assert_matches_torch, randn
+from minilm import to_numpy
+from minilm.backend import asarray, default_rng
+from minilm.gradcheck import check_module, numerical_gradient, rel_error
+from minilm.nn.attention import (
+    MultiHeadAttention,
+    ScaledDotProductAttention,
+    SelfAttention,
+    attention_mask,
+    scaled_dot_product_attention,
+    scaled_dot_product_attention_backward,
+)
+from minilm.nn.module import Module
+from tolerances import GRADCHECK, TORCH
+
+B, T, C, H = 2, 5, 12, 3
+HS = C // H  # 4: B, T, C, H and hs all differ, and T != hs, so no transposed product can hide behind a square
+FD_STEP = 1e-5  # see the module docstring
+MASKS = [(False, False), (True, False), (False, True), (True, True)]  # (causal, key padding)
+C_SELF = 6  # SelfAttention's width: unscaled scores e_i · e_j have variance C, and 6 keeps softmax off one-hot
+
+
+def right_padding(b, t):
+    """bool (b, t), True = padded: the last sequence's keys after the first half. Every query sees key 0."""
+    padded = np.zeros((b, t), dtype=bool)
+    padded[-1, t // 2 + 1:] = True
+    return asarray(padded)
+
+
+def qkv(rng, *shape):
+    return tuple(randn(rng, *shape) for _ in range(3))
+
+
+def mha(rng, bias=True, causal=False, d_model=C, n_heads=H, dropout=0.0):
+    """A MultiHeadAttention at init scale, with small random biases (torch's zeros would hide a missing bias)."""
+    layer = MultiHeadAttention(d_model, n_heads, bias=bias, causal=causal, dropout=dropout, rng=rng)
+    if bias:
+        layer.in_proj_bias.data = randn(rng, 3 * d_model, dtype=np.float32, scale=0.1)
+        layer.out_proj.bias.data = randn(rng, d_model, dtype=np.float32, scale=0.1)
+    return layer
+
+
+def assert_mha_gradcheck(layer, x, **kwargs):
+    """assert_gradcheck for MultiHeadAttention, with in_proj_bias checked on its query and value thirds only.
+
+    Its key third has an exactly zero gradient (test_key_bias_changes_nothing): finite differences of a
+    constant are pure rounding noise, which a relative error cannot judge.
+    """
+    report = check_module(layer, x, h=FD_STEP, **kwargs)
+    errors = {name: err for name, err in report.errors.items() if name != "in_proj_bias"}
+    assert max(errors.values()) < GRADCHECK["smooth"], f"gradient check failed:\n{report}"
+    if layer.in_proj_bias is not None:
+        dout = randn(np.random.default_rng(1), *layer(x, **kwargs).shape)
+        layer.zero_grad()
+        layer.backward(dout)
+        c = layer.d_model
+        query_and_value = np.r_[0:c, 2 * c:3 * c]
+        numeric = numerical_gradient(lambda: layer.forward(x, **kwargs), layer.in_proj_bias.data, dout, h=FD_STEP,
+                                     coords=query_and_value)
+        analytic = to_numpy(layer.in_proj_bias.grad)
+        error = rel_error(analytic[query_and_value], numeric[query_and_value])
+        assert error < GRADCHECK["smooth"], f"in_proj_bias (query and value thirds): gradient check failed: {error:.2e}"
+
+
+def planted(func, old, new):
+    """``func`` rebuilt from its own source with ``old`` replaced by ``new``: a bug planted in the real code."""
+    source = textwrap.dedent(inspect.getsource(func))
+    assert source.count(old) == 1, f"{old!r} is not in {func.__qualname__} once: update the planted bug"
+    namespace = dict(func.__globals__)
+    exec(source.replace(old, new), namespace)  # minilm's own source with one line changed
+    return namespace[func.__name__]
+
+
+# --- scaled dot-product attention ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("causal,padded", MASKS)
+def test_sdpa_gradcheck(causal, padded):
+    rng = np.random.default_rng(0)
+    mask = right_padding(B, T) if padded else None
+    assert_gradcheck(ScaledDotProductAttention(causal), *qkv(rng, B, H, T, HS), key_padding_mask=mask, h=FD_STEP)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("causal,padded", MASKS)
+def test_sdpa_matches_torch(dtype, causal, padded):
+    rng = np.random.default_rng(1)
+    mask = right_padding(B, T) if padded else None
+    assert_matches_torch(ScaledDotProductAttention(causal), *qkv(rng, B, H, T, HS), dtype=dtype, key_padding_mask=mask)
+
+
+@given(b=st.integers(1, 3), h=st.integers(1, 3), t=st.integers(1, 6), hs=st.integers(1, 5),
+       causal=st.booleans(), padded=st.booleans(), seed=st.integers(0, 2**16))
+@example(b=1, h=1, t=1, hs=1, causal=True, padded=True, seed=0)  # the edges, whatever hypothesis draws
+def test_sdpa_any_shape(b, h, t, hs, causal, padded, seed):
+    rng = np.random.default_rng(seed)
+    mask = asarray((rng.random((b, t)) < 0.4) & (np.arange(t) > 0)) if padded else None  # key 0 always visible
+    inputs = qkv(rng, b, h, t, hs)
+    assert_gradcheck(ScaledDotProductAttention(causal), *inputs, key_padding_mask=mask, h=FD_STEP)
+    assert_matches_torch(ScaledDotProductAttention(causal), *inputs, key_padding_mask=mask)
+
+
+@given(lead=st.lists(st.integers(1, 3), min_size=0, max_size=3), t=st.integers(1, 6), hs=st.integers(1, 5),
+       seed=st.integers(0, 2**16))
+@example(lead=[], t=1, hs=1, seed=0)
+def test_functional_any_leading_dims_matches_torch(lead, t, hs, seed):
+    """The functional form over (..., T, hs) with an arbitrary additive mask, against F.scaled_dot_product_attention."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(seed)
+    q, k, v = qkv(rng, *lead, t, hs)
+    blocked = (rng.random((*lead, t, t)) < 0.4) & (np.arange(t) > 0)  # key 0 always visible
+    mask = np.where(blocked, -np.inf, 0.0)  # (..., T, T)
+    dy = randn(rng, *lead, t, hs)
+    y, cache = scaled_dot_product_attention(q, k, v, asarray(mask))
+    ours = [y, *scaled_dot_product_attention_backward(dy, cache)]
+
+    tq, tk, tv = (torch.tensor(to_numpy(a), requires_grad=True) for a in (q, k, v))
+    ty = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=torch.tensor(mask))
+    (ty * torch.tensor(to_numpy(dy))).sum().backward()
+    for name, a, b in zip(["y", "dq", "dk", "dv"], ours, [ty.detach(), tq.grad, tk.grad, tv.grad]):
+        b = b.numpy()
+        np.testing.assert_allclose(to_numpy(a), b, rtol=TORCH["float64"]["rtol"],
+                                   atol=TORCH["float64"]["atol"] * np.abs(b).max(initial=1e-30), err_msg=name)
+
+
+def test_attention_mask_is_zero_or_minus_inf_and_broadcasts_over_heads():
+    assert attention_mask(B, T) is None
+    causal = to_numpy(attention_mask(B, T, causal=True, dtype=np.float32))
+    assert causal.shape == (1, 1, T, T) and causal.dtype == np.float32
+    np.testing.assert_array_equal(causal[0, 0], np.where(np.triu(np.ones((T, T)), k=1) > 0, -np.inf, 0.0))
+    both = to_numpy(attention_mask(B, T, causal=True, key_padding_mask=right_padding(B, T)))
+    assert both.shape == (B, 1, T, T)
+    padded_keys = to_numpy(right_padding(B, T))[-1]
+    assert np.all(np.isneginf(both[-1, 0][:, padded_keys])) and np.array_equal(both[0], causal[0])
+
+
+@pytest.mark.parametrize("old,new", [
+    # the softmax Jacobian's rank-one term forgotten: each weight treated as if the others did not move
+    ("dS = A * (dA - (dA * A).sum(axis=-1, keepdims=True))", "dS = A * dA"),
+    # the key gradient without its transpose: runs (dS is square), wrong unless dS happens to be symmetric
+    ("dk = (dS.swapaxes(-1, -2) @ q) * scale", "dk = (dS @ q) * scale"),
+])
+def test_planted_wrong_backward_is_caught(monkeypatch, old, new):
+    import minilm.nn.attention as attention
+
+    monkeypatch.setattr(attention, "scaled_dot_product_attention_backward",
+                        planted(attention.scaled_dot_product_attention_backward, old, new))
+    rng = np.random.default_rng(2)
+    inputs = qkv(rng, B, H, T, HS)
+    with pytest.raises(AssertionError, match="gradient check failed"):
+        assert_gradcheck(ScaledDotProductAttention(causal=True), *inputs, h=FD_STEP)
+    with pytest.raises(AssertionError, match="differs from torch"):
+        assert_matches_torch(ScaledDotProductAttention(causal=True), *inputs)
+
+
+# --- the fully masked row rule ---------------------------------------------------------------------------
+
+def left_padded_and_empty():
+    """Sequence 0 left-padded by one, so under a causal mask query 0 sees only a padded key; sequence 1 all padding."""
+    padded = np.zeros((B, T), dtype=bool)
+    padded[0, 0] = True
+    padded[1] = True
+    return asarray(padded)
+
+
+def test_fully_masked_query_gives_zero_output_and_zero_gradients():
+    rng = np.random.default_rng(3)
+    layer = ScaledDotProductAttention(causal=True)
+    y = to_numpy(layer(*qkv(rng, B, H, T, HS), key_padding_mask=left_padded_and_empty()))
+    dq, dk, dv = (to_numpy(d) for d in layer.backward(randn(rng, B, H, T, HS)))
+    for array in (y, dq, dk, dv):
+        assert np.all(np.isfinite(array))
+    assert not y[0, :, 0].any() and not y[1].any()  # the fully masked rows: query 0 of sequence 0, all of sequence 1
+    assert not dq[0, :, 0].any() and not dq[1].any() and not dk[1].any() and not dv[1].any()
+    assert not dk[0, :, 0].any() and not dv[0, :, 0].any()  # a padded key gets no gradient from anyone
+    assert y[0, :, 1:].all()  # the other queries of sequence 0 see something
+
+
+def test_fully_masked_rows_pass_gradcheck():
+    rng = np.random.default_rng(4)
+    assert_gradcheck(ScaledDotProductAttention(causal=True), *qkv(rng, B, H, T, HS),
+                     key_padding_mask=left_padded_and_empty(), h=FD_STEP)
+    assert_mha_gradcheck(mha(rng, causal=True), randn(rng, B, T, C), key_padding_mask=left_padded_and_empty())
+
+
+def test_mha_fully_masked_rows_are_the_output_bias_and_match_torch_elsewhere():
+    """torch's MultiheadAttention gives NaN on a fully masked row (with need_weights=True), so it is compared
+    only where some key is visible."""
+    torch = pytest.importorskip("torch")
+    from minilm.reference import twin
+
+    rng = np.random.default_rng(5)
+    layer = mha(rng, causal=True).to("float64")
+    x, padded = randn(rng, B, T, C), left_padded_and_empty()
+    out = to_numpy(layer(x, key_padding_mask=padded))
+    dx = to_numpy(layer.backward(randn(rng, B, T, C)))
+    bias = to_numpy(layer.out_proj.bias.data)
+    np.testing.assert_array_equal(out[1], np.broadcast_to(bias, (T, C)))  # attention output 0, then out_proj
+    np.testing.assert_array_equal(out[0, 0], bias)
+    assert not dx[1].any() and all(np.isfinite(to_numpy(p.grad)).all() for p in layer.parameters())
+    assert not to_numpy(layer.attention_weights)[1].any()
+
+    theirs = twin(layer)(torch.tensor(to_numpy(x)), key_padding_mask=torch.tensor(to_numpy(padded))).detach().numpy()
+    np.testing.assert_allclose(out[0, 1:], theirs[0, 1:], rtol=TORCH["float64"]["rtol"],
+                               atol=TORCH["float64"]["atol"] * np.abs(theirs[0, 1:]).max())
+
+
+# --- SelfAttention ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scaled", [True, False])
+def test_self_attention_gradcheck(scaled):
+    assert_gradcheck(SelfAttention(scaled), randn(np.random.default_rng(6), B, T, C_SELF), h=FD_STEP)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("scaled", [True, False])
+def test_self_attention_matches_torch(dtype, scaled):
+    rng = np.random.default_rng(7)
+    assert_matches_torch(SelfAttention(scaled), randn(rng, B, T, C_SELF), dtype=dtype)
+
+
+@given(b=st.integers(1, 3), t=st.integers(1, 6), c=st.integers(1, 7), scaled=st.booleans(), seed=st.integers(0, 2**16))
+@example(b=1, t=1, c=1, scaled=False, seed=0)
+def test_self_attention_any_shape(b, t, c, scaled, seed):
+    rng = np.random.default_rng(seed)
+    e = randn(rng, b, t, c)
+    assert_gradcheck(SelfAttention(scaled), e, h=FD_STEP)
+    assert_matches_torch(SelfAttention(scaled), e)
+
+
+@pytest.mark.parametrize("new", ["return de_as_value", "return de_as_query + de_as_value"])
+def test_self_attention_needs_every_use_of_e(monkeypatch, new):
+    """Dropping the paths through the scores (or only the key path) is caught."""
+    old = "return de_as_query + de_as_key + de_as_value"
+    monkeypatch.setattr(SelfAttention, "backward", planted(SelfAttention.backward, old, new))
+    with pytest.raises(AssertionError, match="gradient check failed"):
+        assert_gradcheck(SelfAttention(), randn(np.random.default_rng(8), B, T, C_SELF), h=FD_STEP)
+
+
+# --- MultiHeadAttention ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("causal,padded", MASKS)
+def test_mha_gradcheck(bias, causal, padded):
+    rng = np.random.default_rng(9)
+    assert_mha_gradcheck(mha(rng, bias, causal), randn(rng, B, T, C),
+                         key_padding_mask=right_padding(B, T) if padded else None)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("causal,padded", MASKS)
+def test_mha_matches_torch(dtype, bias, causal, padded):
+    rng = np.random.default_rng(10)
+    assert_matches_torch(mha(rng, bias, causal), randn(rng, B, T, C), dtype=dtype,
+                         key_padding_mask=right_padding(B, T) if padded else None)
+
+
+@given(b=st.integers(1, 3), t=st.integers(1, 6), h=st.integers(1, 3), hs=st.integers(1, 4), bias=st.booleans(),
+       causal=st.booleans(), padded=st.booleans(), seed=st.integers(0, 2**16))
+@example(b=1, t=1, h=1, hs=1, bias=True, causal=True, padded=True, seed=0)
+@example(b=1, t=6, h=1, hs=4, bias=True, causal=False, padded=False, seed=1)  # one head: C = hs
+def test_mha_any_shape(b, t, h, hs, bias, causal, padded, seed):
+    rng = np.random.default_rng(seed)
+    mask = asarray((rng.random((b, t)) < 0.4) & (np.arange(t) > 0)) if padded else None  # key 0 always visible
+    x = randn(rng, b, t, h * hs)
+    assert_matches_torch(mha(rng, bias, causal, h * hs, h), x, key_padding_mask=mask)
+    assert_mha_gradcheck(mha(rng, bias, causal, h * hs, h), x, key_padding_mask=mask)
+
+
+def test_key_bias_changes_nothing():
+    """q_i · (k_j + b_k) = q_i · k_j + q_i · b_k adds the same number to every key j of query i's row, and softmax
+    ignores a shift of its row: the key bias cannot change the output, so its gradient is zero (torch's too)."""
+    rng = np.random.default_rng(11)
+    layer, x = mha(rng, causal=True).to("float64"), randn(rng, B, T, C)
+    before = to_numpy(layer(x))
+    layer.in_proj_bias.data[C:2 * C] += 1.0
+    after = to_numpy(layer(x))
+    np.testing.assert_allclose(after, before, rtol=TORCH["float64"]["rtol"], atol=TORCH["float64"]["atol"])
+    layer.backward(randn(rng, B, T, C))
+    dbias = to_numpy(layer.in_proj_bias.grad)
+    assert np.abs(dbias[C:2 * C]).max() <= TORCH["float64"]["atol"] * np.abs(dbias).max()
+
+
+def test_attention_weights_are_torchs_per_head_weights():
+    torch = pytest.importorskip("torch")
+    from minilm.reference import twin
+
+    rng = np.random.default_rng(12)
+    layer, x, padded = mha(rng, causal=True).to("float64"), randn(rng, B, T, C), right_padding(B, T)
+    layer(x, key_padding_mask=padded)
+    ours = to_numpy(layer.attention_weights)
+    assert ours.shape == (B, H, T, T)
+    np.testing.assert_allclose(ours.sum(axis=-1), 1.0, rtol=TORCH["float64"]["rtol"])
+    assert not ours[..., np.triu(np.ones((T, T), dtype=bool), k=1)].any()  # no query sees its future
+    assert not ours[-1][..., to_numpy(padded)[-1]].any()  # nor a padded key
+    _, theirs = twin(layer)(torch.tensor(to_numpy(x)), key_padding_mask=torch.tensor(to_numpy(padded)),
+                            need_weights=True)
+    np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=TORCH["float64"]["rtol"],
+                               atol=TORCH["float64"]["atol"])
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_parameter_names_and_shapes_are_torchs(bias):
+    torch = pytest.importorskip("torch")
+    ours = {name: tuple(p.shape) for name, p in MultiHeadAttention(C, H, bias=bias).named_parameters()}
+    reference = torch.nn.MultiheadAttention(C, H, bias=bias, batch_first=True)
+    assert ours == {name: tuple(p.shape) for name, p in reference.named_parameters()}
+
+
+def test_init_is_torchs():
+    layer = MultiHeadAttention(C, H, rng=0)
+    bound = np.sqrt(6.0 / (C + 3 * C))  # xavier-uniform on (3C, C)
+    w = to_numpy(layer.in_proj_weight.data)
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.9 * bound
+    assert abs(w.std() - bound / np.sqrt(3)) < 0.1 * bound / np.sqrt(3)  # U(-a, a) has std a/√3
+    assert not to_numpy(layer.in_proj_bias.data).any() and not to_numpy(layer.out_proj.bias.data).any()
+    assert np.abs(to_numpy(layer.out_proj.weight.data)).max() <= 1 / np.sqrt(C)  # Linear's default
+
+
+class FixedDropoutMask(Module):
+    """MultiHeadAttention whose dropout draws the same mask at every forward, so finite differences see one function."""
+
+    def __init__(self, attention, seed):
+        self.attention, self.seed = attention, seed
+
+    def forward(self, x):
+        self.attention.attn_dropout.rng = default_rng(self.seed)
+        return self.attention(x)
+
+    def backward(self, dout):
+        return self.attention.backward(dout)
+
+
+def test_dropout_acts_in_training_only_and_its_backward_is_right():
+    rng = np.random.default_rng(13)
+    x = randn(rng, B, T, C)
+    layer = mha(rng, bias=False, causal=True, dropout=0.3).to("float64")
+    plain = mha(np.random.default_rng(0), bias=False, causal=True).to("float64").load_state_dict(layer.state_dict())
+    assert not np.allclose(to_numpy(layer(x)), to_numpy(plain(x)))
+    weight_sums = to_numpy(layer.attention_weights.sum(axis=-1))
+    np.testing.assert_allclose(weight_sums, 1.0, rtol=TORCH["float64"]["rtol"])  # A is kept before dropout
+    assert not layer.eval().attn_dropout.training
+    np.testing.assert_array_equal(to_numpy(layer(x)), to_numpy(plain(x)))
+    assert_gradcheck(FixedDropoutMask(layer.train(), seed=14), x, h=FD_STEP)
+
+
+def test_gradients_accumulate_across_backward_calls():
+    rng = np.random.default_rng(15)
+    layer, x, dout = mha(rng).to("float64"), randn(rng, B, T, C), randn(rng, B, T, C)
+    layer(x)
+    layer.backward(dout)
+    once = {name: to_numpy(p.grad).copy() for name, p in layer.named_parameters()}
+    layer(x)
+    layer.backward(dout)
+    for name, p in layer.named_parameters():
+        np.testing.assert_allclose(to_numpy(p.grad), 2 * once[name], rtol=TORCH["float64"]["rtol"], err_msg=name)
+
+
+def test_computes_in_float32_by_default():
+    layer = MultiHeadAttention(C, H, causal=True)
+    y = layer(randn(np.random.default_rng(0), B, T, C, dtype=np.float32), key_padding_mask=right_padding(B, T))
+    assert y.dtype == np.float32 and layer.attention_weights.dtype == np.float32
+    assert layer.backward(asarray(np.ones((B, T, C), dtype=np.float32))).dtype == np.float32
+
+
+# --- bad input -------------------------------------------------------------------------------------------
+
+def test_d_model_not_divisible_by_n_heads():
+    with pytest.raises(ValueError, match="d_model 10 is not divisible by n_heads 3"):
+        MultiHeadAttention(10, 3)
+    with pytest.raises(ValueError, match="must be positive, got d_model 12, n_heads 0"):
+        MultiHeadAttention(12, 0)
+
+
+def test_key_padding_mask_of_wrong_shape_or_dtype():
+    layer, x = MultiHeadAttention(C, H), randn(np.random.default_rng(0), B, T, C)
+    with pytest.raises(ValueError, match=r"key_padding_mask must have shape \(B, T\) = \(2, 5\), got \(2, 6\)"):
+        layer(x, key_padding_mask=right_padding(B, T + 1))
+    with pytest.raises(ValueError, match=r"must have shape \(B, T\) = \(2, 5\), got \(5,\)"):
+        layer(x, key_padding_mask=right_padding(B, T)[0])
+    with pytest.raises(TypeError, match="key_padding_mask must be boolean .* got dtype float64"):
+        layer(x, key_padding_mask=randn(np.random.default_rng(0), B, T))
+
+
+def test_input_of_wrong_rank_or_width():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"MultiHeadAttention expects shape \(B, T, C\), got shape \(5, 12\)"):
+        MultiHeadAttention(C, H)(randn(rng, T, C))
+    with pytest.raises(ValueError, match="MultiHeadAttention expected last dim 12, got 8"):
+        MultiHeadAttention(C, H)(randn(rng, B, T, 8))
+    with pytest.raises(ValueError, match=r"SelfAttention expects shape \(B, T, C\), got shape \(2, 3, 5, 4\)"):
+        SelfAttention()(randn(rng, B, H, T, HS))
+    with pytest.raises(ValueError, match=r"ScaledDotProductAttention expects shape \(B, H, T, hs\), got shape \(2, 5,"):
+        ScaledDotProductAttention()(*qkv(rng, B, T, HS))
+
+
+def test_functional_rejects_mismatched_inputs_and_masks():
+    rng = np.random.default_rng(0)
+    q, k, v = qkv(rng, B, H, T, HS)
+    with pytest.raises(ValueError, match=r"q, k and v must share one shape .* got \(2, 3, 5, 4\), \(2, 3, 4, 4\)"):
+        scaled_dot_product_attention(q, k[:, :, 1:], v)
+    with pytest.raises(ValueError, match=r"mask of shape \(2, 1, 4, 4\) does not broadcast to the scores \(2, 3, 5, 5"):
+        scaled_dot_product_attention(q, k, v, randn(rng, B, 1, T - 1, T - 1))
+    with pytest.raises(TypeError, match="mask must be additive .* got dtype bool"):
+        scaled_dot_product_attention(q, k, v, right_padding(B, T)[:, None, None, :])
