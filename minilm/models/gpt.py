@@ -1,0 +1,121 @@
+"""GPT: a decoder-only transformer language model, read top to bottom like its architecture diagram.
+
+forward:  x₀ = wte[idx] + P[:T]              token embedding plus positions (learned wpe, or sinusoidal)
+          x₀ = Dropout(x₀)
+          x_l = Block_l(x_{l-1})             l = 1 … L (pre-LN: x + Attn(LN(x)), then + FFN(LN(·)))
+          z = LN_f(x_L)                      (pre-LN only: post-LN blocks already end in a LayerNorm)
+          logits = z W_headᵀ                 W_head = wte (tied, by default) or its own (V, C) matrix
+backward: the same list read bottom to top; a weight used twice (tied wte / lm_head) receives the sum of
+          both gradients because every backward adds into Parameter.grad; the learned position table is
+          shared by the B rows of the batch, so its gradient sums over B.
+shapes:   idx (B, T) integers < V; x (B, T, C); logits (B, T, V)
+init:     GPT-2: every weight matrix and embedding ~ N(0, 0.02²), biases 0, LayerNorm (1, 0); the two
+          projections that write into the residual stream (attn.out_proj, mlp.c_proj) ~ N(0, (0.02/√(2L))²),
+          so the residual's variance does not grow with depth.
+names:    wte, wpe, h.N.{ln_1, attn, ln_2, mlp}, ln_f, lm_head (GPT-2 / nanoGPT); the layers inside keep
+          their torch names (attn.in_proj_weight, attn.out_proj.weight, mlp.c_fc.weight, ...).
+ref:      Radford et al. 2019 (GPT-2); Karpathy's nanoGPT model.py
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from minilm.backend import xp
+from minilm.nn.dropout import Dropout
+from minilm.nn.embedding import Embedding
+from minilm.nn.linear import Linear
+from minilm.nn.module import Module, host_rng, init_normal
+from minilm.nn.normalization import LayerNorm
+from minilm.nn.positional import SinusoidalPositionalEncoding
+from minilm.nn.transformer import TransformerBlock
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 65  # tokens; 65 distinct characters in tiny Shakespeare
+    block_size: int = 64  # longest context, in tokens
+    n_layer: int = 4  # transformer blocks
+    n_head: int = 4  # attention heads per block; n_embd must divide by it
+    n_embd: int = 128  # channels C of the residual stream
+    dropout: float = 0.0  # drop probability on embeddings, attention weights and residual branches
+    bias: bool = True  # biases in Linear layers (GPT-2 has them)
+    pos: str = "learned"  # "learned" (GPT-2's wpe table) or "sinusoidal" (Vaswani et al., no parameters)
+    norm: str = "pre"  # "pre" (GPT-2: x + f(LN(x))) or "post" (original paper: LN(x + f(x)))
+    tie_weights: bool = True  # lm_head shares wte's (V, C) matrix, as in GPT-2
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+        if self.pos not in ("learned", "sinusoidal"):
+            raise ValueError(f"pos must be 'learned' or 'sinusoidal', got {self.pos!r}")
+        if self.norm not in ("pre", "post"):
+            raise ValueError(f"norm must be 'pre' or 'post', got {self.norm!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+class GPT(Module):
+    def __init__(self, config, rng=None):
+        rng = host_rng(rng)
+        self.config = cfg = config
+        self.wte = Embedding(cfg.vocab_size, cfg.n_embd, rng=rng)
+        if cfg.pos == "learned":
+            self.wpe = Embedding(cfg.block_size, cfg.n_embd, rng=rng)
+        else:
+            self.wpe = SinusoidalPositionalEncoding(cfg.block_size, cfg.n_embd)
+        self.drop = Dropout(cfg.dropout, rng=rng.integers(2**63))
+        self.h = [TransformerBlock(cfg.n_embd, cfg.n_head, 4 * cfg.n_embd, norm=cfg.norm, causal=True,
+                                   dropout=cfg.dropout, bias=cfg.bias, rng=rng) for _ in range(cfg.n_layer)]
+        self.ln_f = LayerNorm(cfg.n_embd) if cfg.norm == "pre" else None
+        self.lm_head = Linear(cfg.n_embd, cfg.vocab_size, bias=False, rng=rng)
+        if cfg.tie_weights:
+            self.lm_head.weight = self.wte.weight
+        self._init_gpt2(rng)
+
+    def _init_gpt2(self, rng):
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, param in self.named_parameters():
+            if name.endswith(("attn.out_proj.weight", "mlp.c_proj.weight")):
+                param.data = init_normal(rng, param.shape, residual_std)
+            elif param.data.ndim == 2:  # every other weight matrix and both embedding tables
+                param.data = init_normal(rng, param.shape, 0.02)
+            elif name.endswith("bias"):
+                param.data = xp.zeros_like(param.data)
+
+    def forward(self, idx):
+        if not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 2:
+            raise ValueError(f"GPT expects token ids of shape (B, T) and integer dtype, got {idx.shape} {idx.dtype}")
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
+        if self.config.pos == "learned":
+            self.positions = xp.arange(T)  # (T,)
+            x = self.wte(idx) + self.wpe(self.positions)  # (B, T, C) + (T, C)
+        else:
+            x = self.wpe(self.wte(idx))  # (B, T, C) + PE[:T]
+        x = self.drop(x)
+        for block in self.h:
+            x = block(x)  # (B, T, C)
+        if self.ln_f is not None:
+            x = self.ln_f(x)
+        return self.lm_head(x)  # (B, T, V)
+
+    def backward(self, dlogits):
+        dx = self.lm_head.backward(dlogits)  # (B, T, C)
+        if self.ln_f is not None:
+            dx = self.ln_f.backward(dx)
+        for block in reversed(self.h):
+            dx = block.backward(dx)
+        dx = self.drop.backward(dx)
+        if self.config.pos == "learned":
+            # forward: x = wte[idx] + wpe[positions], the (T, C) positions broadcast over B
+            self.wpe.backward(dx.sum(axis=0))
+        else:
+            dx = self.wpe.backward(dx)
+        self.wte.backward(dx)
+        return None  # token ids have no gradient
