@@ -5,7 +5,7 @@ import pytest
 
 from minilm.backend import asarray
 from minilm.gradcheck import check_module
-from tolerances import GRADCHECK, TORCH
+from minilm.tolerances import GRADCHECK, TORCH
 
 
 def randn(rng, *shape, dtype=np.float64, scale=1.0):

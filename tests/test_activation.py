@@ -7,7 +7,7 @@ from layer_checks import assert_gradcheck, assert_matches_torch, randn
 from minilm import to_numpy
 from minilm.backend import asarray
 from minilm.nn.activation import GELU, ReLU
-from tolerances import GRADCHECK
+from minilm.tolerances import GRADCHECK
 
 B, T, C = 2, 3, 7  # all different, as everywhere in the suite
 FORMS = ["tanh", "none"]

@@ -29,7 +29,7 @@ from minilm.nn.attention import (
     scaled_dot_product_attention_backward,
 )
 from minilm.nn.module import Module
-from tolerances import GRADCHECK, TORCH
+from minilm.tolerances import GRADCHECK, TORCH
 
 B, T, C, H = 2, 5, 12, 3
 HS = C // H  # 4: B, T, C, H and hs all differ, and T != hs, so no transposed product can hide behind a square

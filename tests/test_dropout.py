@@ -9,7 +9,7 @@ from minilm.backend import asarray, default_rng
 from minilm.gradcheck import check_module
 from minilm.nn.dropout import Dropout
 from minilm.nn.module import Module
-from tolerances import GRADCHECK, TORCH
+from minilm.tolerances import GRADCHECK, TORCH
 
 B, T, C = 2, 3, 5
 N_BIG = 200_000  # elements for the statistical tests

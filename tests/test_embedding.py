@@ -8,7 +8,7 @@ from minilm import to_numpy
 from minilm.backend import asarray, xp
 from minilm.gradcheck import check_module
 from minilm.nn.embedding import Embedding
-from tolerances import GRADCHECK, TORCH
+from minilm.tolerances import GRADCHECK, TORCH
 
 B, T, V, C = 2, 3, 7, 5  # all different, so a transposed gradient cannot hide behind a square shape
 

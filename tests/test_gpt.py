@@ -8,7 +8,7 @@ from minilm.backend import asarray
 from minilm.gradcheck import check_module
 from minilm.models import GPT, GPTConfig
 from minilm.nn.loss import CrossEntropyLoss
-from tolerances import GRADCHECK, TORCH
+from minilm.tolerances import GRADCHECK, TORCH
 
 torch = pytest.importorskip("torch")
 reference = pytest.importorskip("minilm.reference")

@@ -5,7 +5,7 @@ from layer_checks import randn
 from minilm import nn
 from minilm.gradcheck import check_module, numerical_gradient, rel_error
 from minilm.backend import asarray
-from tolerances import GRADCHECK
+from minilm.tolerances import GRADCHECK
 
 
 def test_rel_error_is_elementwise_max_and_handles_zeros():

@@ -10,7 +10,7 @@ from minilm import to_numpy
 from minilm.backend import asarray
 from minilm.gradcheck import check_module
 from minilm.nn.loss import CrossEntropyLoss
-from tolerances import GRADCHECK, TORCH
+from minilm.tolerances import GRADCHECK, TORCH
 
 B, T, V = 2, 3, 7  # all different: a gradient summed or scattered along the wrong axis cannot hide
 IGNORE = -100

@@ -8,7 +8,7 @@ from minilm import to_numpy
 from minilm.backend import asarray
 from minilm.gradcheck import check_module
 from minilm.nn.normalization import LayerNorm, layer_norm_backward_staged
-from tolerances import GRADCHECK, TORCH
+from minilm.tolerances import GRADCHECK, TORCH
 
 B, T, C = 2, 3, 7  # all different, so a gradient summed over the wrong axis cannot hide behind a square shape
 

@@ -10,7 +10,7 @@ from minilm import nn, to_numpy
 from minilm.backend import asarray
 from minilm.nn.module import Parameter
 from minilm.optim import SGD, Adam, AdamW, WarmupCosine, clip_grad_norm, decay_groups
-from tolerances import TORCH
+from minilm.tolerances import TORCH
 
 torch = pytest.importorskip("torch")
 

@@ -8,7 +8,7 @@ from minilm import to_numpy
 from minilm.backend import asarray
 from minilm.gradcheck import check_module
 from minilm.nn.softmax import LogSoftmax, Softmax, log_softmax, log_softmax_backward, softmax, softmax_backward
-from tolerances import GRADCHECK, TORCH
+from minilm.tolerances import GRADCHECK, TORCH
 
 B, T, V = 2, 3, 5  # all different: a sum over the wrong axis cannot hide
 LAYERS = [Softmax, LogSoftmax]

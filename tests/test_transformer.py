@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from layer_checks import assert_gradcheck, assert_matches_torch, randn
 from minilm import nn, to_numpy
-from tolerances import GRADCHECK
+from minilm.tolerances import GRADCHECK
 
 B, T, C, H, D_FF = 2, 5, 12, 3, 20  # hs = 4: B, T, C, H, hs, d_ff all different
 

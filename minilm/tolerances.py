@@ -1,4 +1,4 @@
-"""Every tolerance the suite uses, with the reason for it. A tolerance that has to grow is a bug to explain.
+"""Every tolerance minilm holds itself to, with the reason for it: one table for the tests and `minilm check`.
 
 TORCH[dtype]: minilm against its PyTorch twin on the same inputs and weights, for
     np.testing.assert_allclose(ours, torch's, rtol=rtol, atol=atol * max|torch's|)
