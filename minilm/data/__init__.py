@@ -10,7 +10,20 @@ The corpus file shakespeare.txt lives in this folder as package data.
 """
 
 from minilm.data.batching import get_batch, rng_from_state
+from minilm.data.bpe import BPETokenizer
 from minilm.data.char_tokenizer import CharTokenizer
 from minilm.data.corpus import load_text, split
 
-__all__ = ["load_text", "split", "CharTokenizer", "get_batch", "rng_from_state"]
+TOKENIZERS = {"char": CharTokenizer, "bpe": BPETokenizer}
+
+
+def tokenizer_from_dict(d):
+    """The tokenizer a checkpoint's tokenizer.json describes, whichever kind its "type" names."""
+    kind = d.get("type") if isinstance(d, dict) else None
+    if kind not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer type {kind!r}; known: {', '.join(TOKENIZERS)}")
+    return TOKENIZERS[kind].from_dict(d)
+
+
+__all__ = ["load_text", "split", "CharTokenizer", "BPETokenizer", "tokenizer_from_dict", "get_batch",
+           "rng_from_state"]
