@@ -14,6 +14,8 @@ init:     GPT-2: every weight matrix and embedding ~ N(0, 0.02²), biases 0, Lay
           so the residual's variance does not grow with depth.
 names:    wte, wpe, h.N.{ln_1, attn, ln_2, mlp}, ln_f, lm_head (GPT-2 / nanoGPT); the layers inside keep
           their torch names (attn.in_proj_weight, attn.out_proj.weight, mlp.c_fc.weight, ...).
+generate: forward_cached(idx, cache) runs only the new tokens, reading and extending a key/value cache
+          (minilm.nn.kv_cache); forward only. Sampling itself lives in minilm.sample.
 ref:      Radford et al. 2019 (GPT-2); Karpathy's nanoGPT model.py
 """
 
@@ -25,6 +27,7 @@ import numpy as np
 from minilm.backend import xp
 from minilm.nn.dropout import Dropout
 from minilm.nn.embedding import Embedding
+from minilm.nn.kv_cache import KVCache, block_forward_cached
 from minilm.nn.linear import Linear
 from minilm.nn.module import Module, host_rng, init_normal
 from minilm.nn.normalization import LayerNorm
@@ -101,6 +104,40 @@ class GPT(Module):
         x = self.drop(x)
         for block in self.h:
             x = block(x)  # (B, T, C)
+        if self.ln_f is not None:
+            x = self.ln_f(x)
+        return self.lm_head(x)  # (B, T, V)
+
+    def new_cache(self):
+        """An empty KVCache for ``forward_cached``: 2·L·B·H·block_size·hs numbers once the first batch arrives."""
+        return KVCache(self.config.n_layer, self.config.block_size)
+
+    def forward_cached(self, idx, cache):
+        """Forward only, for generation: logits (B, T_new, V) of the new tokens idx (B, T_new), which follow
+        the cache.length tokens whose keys and values ``cache`` holds (their keys and values are appended).
+
+        Equals ``forward`` on the whole sequence, position for position (minilm.nn.kv_cache), in eval mode:
+        the dropouts are skipped, so a training-mode model with dropout is refused. No backward.
+        """
+        if not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 2:
+            raise ValueError(f"GPT expects token ids of shape (B, T) and integer dtype, got {idx.shape} {idx.dtype}")
+        if self.training and self.config.dropout > 0:
+            raise RuntimeError("forward_cached is for inference and applies no dropout; call model.eval() first")
+        if len(cache.layers) != len(self.h):
+            raise ValueError(f"the cache has {len(cache.layers)} layers, the model {len(self.h)}")
+        T_past, T = cache.length, idx.shape[1]
+        if T_past + T > self.config.block_size:
+            raise ValueError(f"sequence length {T_past + T} ({T_past} cached + {T} new) "
+                             f"exceeds block_size {self.config.block_size}")
+        # absolute positions: the new tokens sit at T_past ... T_past + T - 1, not at 0 ... T - 1
+        if self.config.pos == "learned":
+            x = self.wte(idx) + self.wpe(xp.arange(T_past, T_past + T))  # (B, T, C) + (T, C)
+        else:
+            x = self.wte(idx)  # (B, T, C)
+            x = x + self.wpe.pe[T_past:T_past + T].astype(x.dtype)  # (B, T, C) + PE[T_past : T_past + T]
+        x = self.drop(x)
+        for block, kv in zip(self.h, cache.layers):
+            x = block_forward_cached(block, x, kv)  # (B, T, C)
         if self.ln_f is not None:
             x = self.ln_f(x)
         return self.lm_head(x)  # (B, T, V)

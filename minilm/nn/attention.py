@@ -212,6 +212,26 @@ class MultiHeadAttention(Module):
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, C) the heads side by side again
         return self.out_proj(y)  # (B, T, C)
 
+    def forward_cached(self, x, kv):
+        """Forward only, for generation: x (B, T_new, C) holds the new positions only; their keys and values
+        are appended to ``kv`` (a minilm.nn.kv_cache.LayerKV) and each new query attends to every key up to
+        its own absolute position. Equals ``forward`` on the whole sequence (causal, eval mode); no backward.
+        """
+        _check_rank("MultiHeadAttention", x, ("B", "T", "C"))
+        B, T, C = x.shape
+        H, hs = self.n_heads, self.head_size
+        if C != self.d_model:
+            raise ValueError(f"MultiHeadAttention expected last dim {self.d_model}, got {C} (input shape {x.shape})")
+        if not self.causal:
+            raise ValueError("a key/value cache needs causal attention (causal=False lets old positions see new ones)")
+        qkv = x @ self.in_proj_weight.data.T  # (B, T_new, 3C)
+        if self.in_proj_bias is not None:
+            qkv += self.in_proj_bias.data
+        qkv = qkv.reshape(B, T, 3, H, hs).transpose(2, 0, 3, 1, 4)  # (3, B, H, T_new, hs)
+        y = kv.attend(qkv[0], qkv[1], qkv[2])  # (B, H, T_new, hs)
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T_new, C)
+        return self.out_proj(y)  # (B, T_new, C)
+
     def backward(self, dout):
         B, T, C = self.x.shape
         H, hs = self.n_heads, self.head_size

@@ -1,0 +1,114 @@
+"""The key/value cache: incremental decoding, where each new token costs O(T) instead of O(T²).
+
+why:      generating token T+1 by running the model on all T+1 tokens recomputes, in every block, the keys
+          and values of the T tokens it has already seen; under a causal mask they cannot change, because
+          position j only ever looks at positions ≤ j. So keep them: per block, K and V (B, H, T_past, hs)
+          of every position seen, and feed only the new token(s) (B, T_new). Each block then computes
+          queries, keys and values for the new positions only, appends the keys and values, and lets the
+          new queries attend to all T_past + T_new keys.
+forward:  for the queries of the new positions p = T_past + i, i = 0 … T_new - 1:
+              S = q Kᵀ / √hs + M     (T_new, T_past + T_new)   M_ij = -inf where key j > p = T_past + i
+              A = softmax(S),  y = A V                            (T_new, hs)
+          the causal rule with a cache: a new query at absolute position p sees keys 0 … p. With one new
+          token (T_new = 1) nothing is masked. The positions must be absolute too: the model adds position
+          T_past + i (a wpe row or a sinusoidal row), not i. The token-by-token result equals the full
+          forward's, which the tests check at every step (float64 to ~1e-12).
+backward: none. The cache is for inference only (generation, in eval mode); nothing is kept for a backward,
+          and a backward after a cached forward is meaningless.
+shapes:   B batch, H heads, hs head size, T_past positions cached, T_new new positions, L blocks.
+memory:   2·L·B·H·T·hs numbers (= 2·L·B·T·C: a K and a V per block); the buffers are allocated once, for
+          T = capacity (the model's block_size), in the dtype of the keys.
+ref:      Pope et al. 2022, "Efficiently Scaling Transformer Inference", §2; Hugging Face's past_key_values
+"""
+
+import math
+
+from minilm.backend import xp
+from minilm.nn.softmax import softmax
+
+
+class LayerKV:
+    """One block's keys and values: (B, H, capacity, hs) buffers of which the first ``length`` positions are filled."""
+
+    def __init__(self, capacity):
+        self.capacity = capacity
+        self.length = 0
+        self.k = self.v = None  # allocated at the first append, when B, H, hs and the dtype are known
+
+    @property
+    def keys(self):
+        return None if self.k is None else self.k[:, :, : self.length]  # (B, H, T_past, hs)
+
+    @property
+    def values(self):
+        return None if self.v is None else self.v[:, :, : self.length]  # (B, H, T_past, hs)
+
+    def append(self, k_new, v_new):
+        """Store the keys and values (B, H, T_new, hs) of the new positions; returns all (B, H, T_past + T_new, hs)."""
+        B, H, T_new, hs = k_new.shape
+        if self.k is None:
+            self.k = xp.zeros((B, H, self.capacity, hs), dtype=k_new.dtype)  # (B, H, capacity, hs)
+            self.v = xp.zeros((B, H, self.capacity, hs), dtype=v_new.dtype)  # (B, H, capacity, hs)
+        elif (self.k.shape[0], self.k.shape[1], self.k.shape[3]) != (B, H, hs):
+            raise ValueError(f"the cache holds (B, H, hs) = {(self.k.shape[0], self.k.shape[1], self.k.shape[3])}, "
+                             f"got keys of shape {tuple(k_new.shape)}; reset it for a new batch")
+        end = self.length + T_new
+        if end > self.capacity:
+            raise ValueError(f"sequence length {end} exceeds the cache's capacity {self.capacity}")
+        self.k[:, :, self.length:end] = k_new
+        self.v[:, :, self.length:end] = v_new
+        self.length = end
+        return self.keys, self.values
+
+    def attend(self, q, k_new, v_new):
+        """y (B, H, T_new, hs): the new queries attend to every cached key up to their own position.
+
+        q, k_new, v_new: (B, H, T_new, hs) for the positions T_past … T_past + T_new - 1.
+        """
+        T_past, T_new = self.length, q.shape[2]
+        k, v = self.append(k_new, v_new)  # (B, H, T_past + T_new, hs) each
+        S = q @ k.swapaxes(-1, -2)  # (B, H, T_new, T_past + T_new)
+        S *= 1.0 / math.sqrt(q.shape[-1])  # the same steps, in the same order, as scaled_dot_product_attention
+        if T_new > 1:
+            # query i sits at absolute position T_past + i and may not see key j > T_past + i
+            blocked = xp.triu(xp.ones((T_new, T_past + T_new), dtype=bool), k=T_past + 1)  # (T_new, T_past + T_new)
+            S += xp.where(blocked, -xp.inf, 0.0).astype(S.dtype)  # broadcast over (B, H)
+        A = softmax(S, axis=-1)  # (B, H, T_new, T_past + T_new)
+        return A @ v  # (B, H, T_new, hs)
+
+
+class KVCache:
+    """The keys and values of every block: ``layers[l]`` is block l's ``LayerKV``. Forward only."""
+
+    def __init__(self, n_layer, capacity):
+        if n_layer < 1 or capacity < 1:
+            raise ValueError(f"a KVCache needs n_layer and capacity >= 1, got n_layer {n_layer}, capacity {capacity}")
+        self.capacity = capacity
+        self.layers = [LayerKV(capacity) for _ in range(n_layer)]
+
+    @property
+    def length(self):
+        """How many positions the cache holds (T_past)."""
+        return self.layers[0].length
+
+    def reset(self):
+        """Forget every position (the buffers are kept, to be overwritten)."""
+        for layer in self.layers:
+            layer.length = 0
+
+    def num_elements(self):
+        """Numbers held by the allocated buffers: 2·L·B·H·capacity·hs."""
+        return sum(int(layer.k.size + layer.v.size) for layer in self.layers if layer.k is not None)
+
+
+def block_forward_cached(block, x, kv):
+    """TransformerBlock.forward for the new positions x (B, T_new, C), its attention reading and filling ``kv``.
+
+    The same lines as TransformerBlock.forward with ``attn`` replaced by ``attn.forward_cached``; the dropouts
+    are the identity in eval mode, as generation runs. Forward only.
+    """
+    if block.norm == "pre":
+        u = x + block.resid_dropout(block.attn.forward_cached(block.ln_1(x), kv))  # (B, T_new, C)
+        return u + block.mlp(block.ln_2(u))  # (B, T_new, C)
+    u = block.ln_1(x + block.resid_dropout(block.attn.forward_cached(x, kv)))  # (B, T_new, C)
+    return block.ln_2(u + block.mlp(u))  # (B, T_new, C)
