@@ -1,0 +1,129 @@
+"""Train a preset with minilm and with a PyTorch eager twin; report val loss, wall time and tokens/s side by side.
+
+    python benchmarks/bench_train.py                  # the CPU preset, 2000 iterations, both sides
+    python benchmarks/bench_train.py --max-iters 200  # a quicker look
+
+Both sides start from the same weights (minilm's GPT-2 init, copied by name into minilm.reference's
+GPTTwin), draw the same batches (minilm.data.get_batch, same seed), follow the same warmup-cosine
+schedule, clip, and step AdamW with nanoGPT's decay groups. Each side runs in its own process: OpenBLAS
+worker threads spin ~0.1 s after every call, so two libraries stepping in one process slow each other.
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def run_minilm(cfg):
+    from minilm.train import Trainer
+
+    trainer = Trainer(cfg, log=lambda *_: None)
+    started = time.perf_counter()
+    trainer.train()
+    return trainer.history, time.perf_counter() - started
+
+
+def run_torch(cfg):
+    import torch
+
+    from minilm import reference
+    from minilm.data import CharTokenizer, get_batch, load_text, split
+    from minilm.models import GPT
+    from minilm.optim import WarmupCosine
+    from minilm.train import model_config
+
+    torch.manual_seed(cfg.seed)
+    tokenizer = CharTokenizer.from_text(load_text(cfg.data))
+    train_data, val_data = split(tokenizer.encode(load_text(cfg.data)))
+    model = reference.twin(GPT(model_config(cfg, tokenizer.vocab_size), rng=cfg.seed))
+    params = [p for p in model.parameters()]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8)
+    decay = cfg.lr_decay_iters or cfg.max_iters
+    schedule = WarmupCosine(cfg.lr, cfg.min_lr, min(cfg.warmup_iters, decay), decay)
+    rng, eval_rng = np.random.default_rng(cfg.seed), np.random.default_rng(cfg.seed + 1)
+
+    def batch(data, generator):
+        x, y = get_batch(data, cfg.batch_size, cfg.block_size, generator)
+        return torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(y))
+
+    @torch.no_grad()
+    def estimate(data):
+        model.eval()
+        losses = [torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten()).item()
+                  for x, y in (batch(data, eval_rng) for _ in range(cfg.eval_iters))]
+        model.train()
+        return float(np.mean(losses))
+
+    history, started = [], time.perf_counter()
+    for step in range(cfg.max_iters + 1):
+        if step % cfg.eval_interval == 0 or step == cfg.max_iters:
+            history.append({"step": step, "train": estimate(train_data), "val": estimate(val_data)})
+        if step == cfg.max_iters:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = schedule(step)
+        x, y = batch(train_data, rng)
+        loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+    return history, time.perf_counter() - started
+
+
+def one_side(args):
+    from minilm.train import PRESETS
+
+    cfg = dataclasses.replace(PRESETS[args.preset], backend=args.backend, out=args.out, sample_tokens=0,
+                              **({"max_iters": args.max_iters} if args.max_iters else {}))
+    if args.max_iters:
+        cfg = dataclasses.replace(cfg, eval_interval=min(cfg.eval_interval, args.max_iters))
+    history, seconds = (run_minilm if args.side == "minilm" else run_torch)(cfg)
+    steps = cfg.max_iters
+    print(json.dumps({"side": args.side, "val": history[-1]["val"], "train": history[-1]["train"],
+                      "seconds": seconds, "steps": steps,
+                      "tokens_per_s": steps * cfg.batch_size * cfg.block_size / seconds, "history": history}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--max-iters", type=int, default=None)
+    parser.add_argument("--backend", default="numpy")
+    parser.add_argument("--out", default="out/bench-train")
+    parser.add_argument("--only", choices=["minilm", "torch"], default=None)
+    parser.add_argument("--side", choices=["minilm", "torch"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:
+        return one_side(args)
+    results = []
+    for side in [args.only] if args.only else ["minilm", "torch"]:
+        out = f"{args.out}-{side}-{int(time.time())}"
+        command = [sys.executable, __file__, "--side", side, "--preset", args.preset, "--backend", args.backend,
+                   "--out", out] + (["--max-iters", str(args.max_iters)] if args.max_iters else [])
+        line = subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        results.append(json.loads(line))
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset: autodetect)')}")
+    print("| side | steps | final train loss | final val loss | wall time (s) | tokens/s |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['side']} | {r['steps']} | {r['train']:.4f} | {r['val']:.4f} | {r['seconds']:.1f} | "
+              f"{r['tokens_per_s']:,.0f} |")
+    if len(results) == 2:
+        print(f"minilm / torch wall-time ratio: {results[0]['seconds'] / results[1]['seconds']:.2f}")
+    assert all(math.isfinite(r["val"]) for r in results)
+
+
+if __name__ == "__main__":
+    main()

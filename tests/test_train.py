@@ -1,0 +1,183 @@
+import dataclasses
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from minilm import to_numpy
+from minilm.checkpoint import load_checkpoint
+from minilm.train import PRESETS, TrainConfig, Trainer
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# a model small enough that a test run takes a second; every size different
+TINY = dict(block_size=16, n_layer=1, n_head=2, n_embd=12, batch_size=4, eval_iters=2, warmup_iters=2,
+            sample_tokens=0, seed=7)
+
+
+def tiny(tmp_path, **changes):
+    return dataclasses.replace(TrainConfig(), out=str(tmp_path / "out"), **{**TINY, **changes})
+
+
+def quiet(*_):
+    pass
+
+
+def weights(model):
+    return {name: to_numpy(p.data).copy() for name, p in model.named_parameters()}
+
+
+def test_presets_follow_nanogpt():
+    cpu, gpu = PRESETS["cpu"], PRESETS["gpu"]
+    assert (cpu.block_size, cpu.batch_size, cpu.n_layer, cpu.n_head, cpu.n_embd, cpu.dropout) == (64, 12, 4, 4, 128, 0.0)
+    assert (cpu.lr, cpu.beta2, cpu.weight_decay, cpu.grad_clip, cpu.warmup_iters, cpu.min_lr, cpu.max_iters) == \
+        (1e-3, 0.99, 0.1, 1.0, 100, 1e-4, 2000)
+    assert (gpu.block_size, gpu.batch_size, gpu.n_layer, gpu.n_head, gpu.n_embd, gpu.dropout, gpu.max_iters) == \
+        (256, 64, 6, 6, 384, 0.2, 5000)
+
+
+def test_a_short_run_learns_and_saves_latest_and_best(tmp_path):
+    trainer = Trainer(tiny(tmp_path, max_iters=30, eval_interval=15, lr=1e-2), log=quiet)
+    history = trainer.train()
+    assert [h["step"] for h in history] == [0, 15, 30]
+    assert history[-1]["train"] < history[0]["train"] - 0.5  # 4.2 (uniform over 65) falls quickly
+    latest = load_checkpoint(tmp_path / "out" / "latest")
+    assert latest.train_state["step"] == 30 and len(latest.train_state["history"]) == 3
+    assert latest.tokenizer["type"] == "char" and latest.config["model"]["vocab_size"] == 65
+    best = load_checkpoint(tmp_path / "out" / "best")
+    assert best.train_state["best_val_loss"] == min(h["val"] for h in history)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, dropout):
+    # the interrupted run stops at 4 of the same 8-step schedule (lr_decay_iters pins it)
+    same = dict(eval_interval=4, dropout=dropout, lr_decay_iters=8)
+    straight = Trainer(tiny(tmp_path / "a", max_iters=8, **same), log=quiet)
+    straight.train()
+    Trainer(tiny(tmp_path / "b", max_iters=4, **same), log=quiet).train()
+    resumed = Trainer(tiny(tmp_path / "b", max_iters=8, resume=True, **same), log=quiet)
+    assert resumed.step == 4
+    resumed.train()
+    assert [h["step"] for h in resumed.history] == [0, 4, 8]
+    for name, expected in weights(straight.model).items():
+        np.testing.assert_allclose(weights(resumed.model)[name], expected, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_resume_refuses_a_different_model(tmp_path):
+    Trainer(tiny(tmp_path, max_iters=2, eval_interval=2), log=quiet).train()
+    with pytest.raises(ValueError, match="n_embd: checkpoint has 12, wanted 16"):
+        Trainer(tiny(tmp_path, max_iters=4, n_embd=16, resume=True), log=quiet)
+
+
+def test_resume_without_a_checkpoint_names_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="latest"):
+        Trainer(tiny(tmp_path, resume=True), log=quiet)
+
+
+def test_a_fresh_run_never_overwrites_an_existing_checkpoint(tmp_path):
+    Trainer(tiny(tmp_path, max_iters=2, eval_interval=2), log=quiet).train()
+    before = (tmp_path / "out" / "latest" / "model.safetensors").read_bytes()
+    with pytest.raises(FileExistsError, match="pass --resume"):
+        Trainer(tiny(tmp_path, max_iters=2), log=quiet)
+    assert (tmp_path / "out" / "latest" / "model.safetensors").read_bytes() == before
+
+
+def test_a_nan_loss_stops_with_the_step_and_the_last_good_checkpoint(tmp_path, monkeypatch):
+    trainer = Trainer(tiny(tmp_path, max_iters=6, eval_interval=2), log=quiet)
+    original = trainer.model.forward
+
+    def poisoned(idx):
+        logits = original(idx)
+        return logits * np.nan if trainer.step == 3 and trainer.model.training else logits
+
+    monkeypatch.setattr(trainer.model, "forward", poisoned)
+    with pytest.raises(RuntimeError, match=r"loss is nan at step 3.*latest \(step 2\)"):
+        trainer.train()
+    assert load_checkpoint(tmp_path / "out" / "latest").train_state["step"] == 2
+
+
+@pytest.mark.parametrize("content, message", [(None, "not found"), (b"", "empty"),
+                                              (b"\x89PNG\r\n\x1a\n\x00\x00", "binary")])
+def test_bad_data_is_named_and_nothing_is_saved(tmp_path, content, message):
+    data = tmp_path / "corpus.txt"
+    if content is not None:
+        data.write_bytes(content)
+    with pytest.raises((FileNotFoundError, ValueError), match=message):
+        Trainer(tiny(tmp_path, data=str(data)), log=quiet)
+    assert not (tmp_path / "out").exists()
+
+
+def test_any_text_file_can_replace_the_corpus(tmp_path):
+    data = tmp_path / "abc.txt"
+    data.write_text("abcabcabd\n" * 200)
+    trainer = Trainer(tiny(tmp_path, data=str(data), max_iters=2, eval_interval=2), log=quiet)
+    trainer.train()
+    assert trainer.tokenizer.vocab_size == 5
+
+
+def test_a_bpe_tokenizer_is_trained_saved_and_used_on_resume(tmp_path):
+    cfg = tiny(tmp_path, tokenizer="bpe", vocab_size=300, max_iters=2, eval_interval=2)
+    trainer = Trainer(cfg, log=quiet)
+    trainer.train()
+    assert trainer.tokenizer.vocab_size == 300 and trainer.model.config.vocab_size == 300
+    saved = load_checkpoint(tmp_path / "out" / "latest").tokenizer
+    assert saved["type"] == "bpe"
+    resumed = Trainer(dataclasses.replace(cfg, max_iters=4, resume=True), log=quiet)
+    assert resumed.tokenizer == trainer.tokenizer
+
+
+KILL_DRIVER = textwrap.dedent("""
+    import sys, time, pathlib
+    import minilm.checkpoint as checkpoint
+    from minilm.cli import main
+    write, saves = checkpoint._write_file, []
+
+    def slow_write(file, data):  # the third save (step 2's latest) announces itself and stalls mid-write
+        if pathlib.Path(file).name == "model.safetensors":
+            saves.append(file)
+            if len(saves) == 3:
+                pathlib.Path(sys.argv[1]).write_text("writing")
+                time.sleep(60)
+        return write(file, data)
+
+    checkpoint._write_file = slow_write
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+def test_sigkill_while_writing_a_checkpoint_leaves_the_previous_one_and_resume_continues(tmp_path):
+    """Kill -9 the trainer in the middle of writing a checkpoint: the last one must load and resume."""
+    args = ["train", "--out", str(tmp_path / "out"), "--max-iters", "4", "--eval-interval", "2",
+            "--block-size", "16", "--n-layer", "1", "--n-head", "2", "--n-embd", "12", "--batch-size", "4",
+            "--eval-iters", "2", "--sample-tokens", "0"]
+    marker = tmp_path / "writing"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_DRIVER, str(marker), *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), proc.stderr.read().decode() if proc.poll() is not None else "no checkpoint write seen"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    survivor = load_checkpoint(tmp_path / "out" / "latest")  # the step-0 checkpoint, whole
+    assert survivor.train_state["step"] == 0
+    resumed = subprocess.run([sys.executable, "-m", "minilm.cli", *args, "--resume"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_checkpoint(tmp_path / "out" / "latest").train_state["step"] == 4
+
+
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "minilm.cli", "train", "--data", str(tmp_path / "missing.txt"),
+                          "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.strip().startswith("minilm train: error:") and "missing.txt" in run.stderr
+    bad = subprocess.run([sys.executable, "-m", "minilm.cli", "train", "--n-layers", "3"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unrecognized arguments: --n-layers" in bad.stderr
