@@ -92,8 +92,8 @@ def save_checkpoint(path, model_state, config, tokenizer=None, optimizer_state=N
     os.mkdir(tmp, 0o777)  # the umask applies: 0755 under 022
     try:
         for name, data in files.items():
-            _write_file(tmp / name, data)
-        _fsync_dir(tmp)
+            write_file(tmp / name, data)
+        fsync_dir(tmp)
         _swap_in(tmp, path)
     except Exception:  # a failed save (disk full, ...) leaves no temp folder; the last good checkpoint stands
         shutil.rmtree(tmp, ignore_errors=True)
@@ -173,7 +173,7 @@ def _safetensors_bytes(arrays, what, metadata=None):
         raise TypeError(f"{what} cannot be stored as safetensors: {err}") from err
 
 
-def _write_file(file, data):
+def write_file(file, data):
     fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # the umask applies: 0644 under 022
     with os.fdopen(fd, "wb") as f:
         f.write(data)
@@ -181,7 +181,7 @@ def _write_file(file, data):
         os.fsync(f.fileno())
 
 
-def _fsync_dir(folder):
+def fsync_dir(folder):
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -204,9 +204,9 @@ def _swap_in(tmp, path):
         if previous.exists():  # left by a save killed in step 5; <path> is complete, so it is not needed
             shutil.rmtree(previous)
         os.rename(path, previous)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     os.rename(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     shutil.rmtree(previous, ignore_errors=True)  # the save has succeeded; a leftover is removed by the next one
 
 

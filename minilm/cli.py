@@ -17,6 +17,8 @@ import sys
 COMMANDS = {
     "train": ("minilm.train", "add_arguments", "run"),
     "sample": ("minilm.sample", "add_arguments", "run"),
+    "export": ("minilm.hf", "add_export_arguments", "run_export"),
+    "import-hf": ("minilm.hf", "add_import_arguments", "run_import"),
 }
 
 
@@ -25,9 +27,11 @@ def build_parser():
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, add_arguments, run) in COMMANDS.items():
         module = importlib.import_module(module_name)
-        summary = (module.__doc__ or "").strip().splitlines()[0]
+        add = getattr(module, add_arguments)
+        # a module serving two commands documents each one on its add-arguments function
+        summary = (add.__doc__ or module.__doc__ or "").strip().splitlines()[0]
         command = subcommands.add_parser(name, help=summary, description=summary)
-        getattr(module, add_arguments)(command)
+        add(command)
         command.set_defaults(run=getattr(module, run))
     return parser
 

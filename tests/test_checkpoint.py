@@ -342,7 +342,7 @@ def test_an_empty_folder_is_replaced_and_missing_parents_made(tmp_path):
 def test_a_failed_write_removes_its_temp_folder_and_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     path = saved(tmp_path)
     before = snapshot(path)
-    real, calls = checkpoint._write_file, []
+    real, calls = checkpoint.write_file, []
 
     def disk_full_on_third_file(file, data):
         calls.append(file)
@@ -350,7 +350,7 @@ def test_a_failed_write_removes_its_temp_folder_and_keeps_the_old_checkpoint(tmp
             raise OSError(errno.ENOSPC, "No space left on device")
         real(file, data)
 
-    monkeypatch.setattr(checkpoint, "_write_file", disk_full_on_third_file)
+    monkeypatch.setattr(checkpoint, "write_file", disk_full_on_third_file)
     with pytest.raises(OSError, match="No space left"):
         save_checkpoint(path, **version(1))
     assert snapshot(path) == before and os.listdir(tmp_path) == ["ckpt"]

@@ -135,7 +135,7 @@ KILL_DRIVER = textwrap.dedent("""
     import sys, time, pathlib
     import minilm.checkpoint as checkpoint
     from minilm.cli import main
-    write, saves = checkpoint._write_file, []
+    write, saves = checkpoint.write_file, []
 
     def slow_write(file, data):  # the third save (step 2's latest) announces itself and stalls mid-write
         if pathlib.Path(file).name == "model.safetensors":
@@ -145,7 +145,7 @@ KILL_DRIVER = textwrap.dedent("""
                 time.sleep(60)
         return write(file, data)
 
-    checkpoint._write_file = slow_write
+    checkpoint.write_file = slow_write
     sys.exit(main(sys.argv[2:]))
 """)
 
