@@ -17,8 +17,8 @@ import sys
 COMMANDS = {
     "train": ("minilm.train", "add_arguments", "run"),
     "sample": ("minilm.sample", "add_arguments", "run"),
-    "export": ("minilm.hf", "add_export_arguments", "run_export"),
-    "import-hf": ("minilm.hf", "add_import_arguments", "run_import"),
+    "export": ("minilm.hf_cli", "add_export_arguments", "run_export"),
+    "import-hf": ("minilm.hf_cli", "add_import_arguments", "run_import"),
 }
 
 

@@ -18,7 +18,6 @@ refusals: load_gpt2 refuses a config minilm cannot build (an activation other th
 ref:      transformers' models/gpt2/modeling_gpt2.py and pytorch_utils.Conv1D; Radford et al. 2019 (GPT-2)
 """
 
-import dataclasses
 import json
 import os
 import secrets
@@ -30,7 +29,8 @@ import safetensors
 import safetensors.numpy
 
 from minilm.backend import to_numpy
-from minilm.checkpoint import fsync_dir, write_file, load_checkpoint, save_checkpoint
+from minilm.checkpoint import fsync_dir, write_file
+from minilm.data.bpe import BPETokenizer
 from minilm.models.gpt import GPT, GPTConfig
 from minilm.nn.normalization import LayerNorm
 
@@ -251,50 +251,10 @@ def save_gpt2(model, path):
 
 
 def gpt2_tokenizer(folder):
-    """The hook for GPT-2's tokenizer files: None, or (once minilm has a GPT-2 BPE tokenizer) its dict."""
-    found = [name for name in ("vocab.json", "merges.txt") if (Path(folder) / name).is_file()]
-    if found:
-        print(f"note: {' and '.join(found)} not imported: minilm has no GPT-2 BPE tokenizer to hold them yet")
-    return None
-
-
-def add_import_arguments(parser):
-    """Import a local Hugging Face GPT-2 folder (config.json + model.safetensors) as a minilm checkpoint."""
-    parser.add_argument("dir", metavar="DIR", help="a local Hugging Face GPT-2 folder (config.json, model.safetensors)")
-    parser.add_argument("--out", required=True, metavar="CKPT", help="the minilm checkpoint folder to write")
-
-
-def run_import(args):
-    """minilm import-hf DIR --out CKPT: a Hugging Face GPT-2 folder as a minilm checkpoint."""
-    model = load_gpt2(args.dir)
-    eps = model.ln_f.eps
-    if eps != 1e-5:
-        raise ValueError(f"layer_norm_epsilon {eps} cannot be stored in a minilm checkpoint: GPTConfig has no eps "
-                         "field and minilm's LayerNorm uses 1e-5 (load_gpt2 still reads this model in Python)")
-    save_checkpoint(args.out, model.state_dict(), {"model": dataclasses.asdict(model.config), "train": {}},
-                    tokenizer=gpt2_tokenizer(args.dir))
-    print(f"imported {model.num_params():,} parameters from {args.dir} into {args.out}")
-    return 0
-
-
-def add_export_arguments(parser):
-    """Export a minilm checkpoint as a folder transformers.GPT2LMHeadModel.from_pretrained opens."""
-    parser.add_argument("--ckpt", required=True, metavar="DIR", help="the minilm checkpoint folder to export")
-    parser.add_argument("--hf", required=True, metavar="OUT", help="the Hugging Face folder to write (new or empty)")
-
-
-def run_export(args):
-    """minilm export --ckpt DIR --hf OUT: a minilm checkpoint as a Hugging Face GPT-2 folder."""
-    ckpt = load_checkpoint(args.ckpt)
-    fields = ckpt.config.get("model")
-    if not isinstance(fields, dict):
-        raise ValueError(f"checkpoint {args.ckpt} config.json has no 'model' section")
-    cfg = GPTConfig(**fields)  # an unknown field is a TypeError naming it
-    check_exportable(cfg)  # before building: a refusal should not cost the model's initialisation
-    model = GPT(cfg).to(ckpt.model_state.get("wte.weight", np.float32(0)).dtype)  # keep a float64 model float64
-    model.load_state_dict(ckpt.model_state)
-    save_gpt2(model, args.hf)
-    if ckpt.tokenizer is not None:
-        print(f"note: the checkpoint's tokenizer ({ckpt.tokenizer.get('type', 'unknown type')}) was not exported")
-    print(f"exported {model.num_params():,} parameters from {args.ckpt} to {args.hf}")
-    return 0
+    """GPT-2's BPE tokenizer from the folder's vocab.json + merges.txt; None when the folder has neither."""
+    vocab, merges = Path(folder) / "vocab.json", Path(folder) / "merges.txt"
+    if not vocab.is_file() and not merges.is_file():
+        return None
+    if not (vocab.is_file() and merges.is_file()):
+        raise FileNotFoundError(f"{folder} has only one of vocab.json and merges.txt: the tokenizer needs both")
+    return BPETokenizer.from_gpt2_files(vocab, merges)

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from minilm import to_numpy
 from minilm.backend import asarray
 from minilm.checkpoint import load_checkpoint
-from minilm.hf import (BLOCK, add_export_arguments, add_import_arguments, config_from_hf, load_gpt2, name_map,
-                       run_export, run_import, save_gpt2)
+from minilm.data.bpe import BPETokenizer
+from minilm.hf import BLOCK, config_from_hf, load_gpt2, name_map, save_gpt2
+from minilm.hf_cli import add_export_arguments, add_import_arguments, run_export, run_import
 from minilm.models import GPT, GPTConfig
 from minilm.nn.loss import CrossEntropyLoss
 from minilm.tolerances import TORCH
@@ -299,18 +300,16 @@ def test_import_hf_then_export_commands(hf, tmp_path, capsys):
     (tmp_path / "src").mkdir()
     for name in ("config.json", "model.safetensors"):
         shutil.copy(folder / name, tmp_path / "src")
-    (tmp_path / "src" / "vocab.json").write_text("{}")
-    (tmp_path / "src" / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = BPETokenizer.train("to be or not to be, that is the question " * 30, 300)
+    tokenizer.save_gpt2_files(tmp_path / "src" / "vocab.json", tmp_path / "src" / "merges.txt")
     parser = argparse.ArgumentParser()
     add_import_arguments(parser)
     with pytest.raises(SystemExit):  # --out is required
         parser.parse_args([str(tmp_path / "src")])
     assert run_import(parser.parse_args([str(tmp_path / "src"), "--out", str(tmp_path / "ckpt")])) == 0
-    assert "vocab.json and merges.txt not imported" in capsys.readouterr().out  # the tokenizer hook
-
     ckpt = load_checkpoint(tmp_path / "ckpt")
     assert ckpt.config == {"model": dataclasses.asdict(load_gpt2(folder).config), "train": {}}
-    assert ckpt.tokenizer is None
+    assert BPETokenizer.from_dict(ckpt.tokenizer) == tokenizer  # GPT-2's vocab.json + merges.txt came along
     np.testing.assert_array_equal(ckpt.model_state["h.0.attn.out_proj.weight"],
                                   reference.state_dict()["transformer.h.0.attn.c_proj.weight"].numpy().T)
 
@@ -319,6 +318,7 @@ def test_import_hf_then_export_commands(hf, tmp_path, capsys):
     assert run_export(parser.parse_args(["--ckpt", str(tmp_path / "ckpt"), "--hf", str(tmp_path / "out")])) == 0
     loaded = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "out").eval()
     np.testing.assert_array_equal(hf_logits(loaded, ids()), hf_logits(reference, ids()))
+    assert BPETokenizer.from_gpt2_files(tmp_path / "out" / "vocab.json", tmp_path / "out" / "merges.txt") == tokenizer
 
 
 def test_export_command_refuses_a_checkpoint_gpt2_cannot_hold(tmp_path):

@@ -10,7 +10,6 @@ ref:      torch.nn.Linear
 
 import math
 
-from minilm.backend import xp
 from minilm.nn.module import Module, Parameter, host_rng, init_uniform
 
 
