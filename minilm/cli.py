@@ -17,6 +17,7 @@ import sys
 COMMANDS = {
     "train": ("minilm.train", "add_arguments", "run"),
     "sample": ("minilm.sample", "add_arguments", "run"),
+    "check": ("minilm.check", "add_arguments", "run"),
     "export": ("minilm.hf_cli", "add_export_arguments", "run_export"),
     "import-hf": ("minilm.hf_cli", "add_import_arguments", "run_import"),
 }
