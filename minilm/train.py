@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from minilm.backend import BACKENDS, CPU, GPU, to_numpy, use_backend
 from minilm.checkpoint import check_config, load_checkpoint, save_checkpoint
+from minilm.hf import gpt2_tokenizer, load_gpt2
 from minilm.data import BPETokenizer, CharTokenizer, get_batch, load_text, rng_from_state, split, tokenizer_from_dict
 from minilm.models import GPT, GPTConfig
 from minilm.nn.dropout import Dropout
@@ -47,6 +48,7 @@ class TrainConfig:
     resume: bool = False  # continue from OUT/latest: step, weights, optimiser and random state
     backend: str = CPU  # "numpy" (the CPU) or the GPU backend (see minilm.backend)
     seed: int = 1337  # seeds the initial weights, the batches and dropout
+    init_from: str = None  # a Hugging Face GPT-2 folder to fine-tune (its weights and tokenizer); None: a new model
     tokenizer: str = "char"  # "char" (one token per character, as nanoGPT) or "bpe" (byte-level BPE trained on the data)
     vocab_size: int = 1000  # tokens in a BPE vocabulary (a char vocabulary is every distinct character)
     # model (GPTConfig; vocab_size comes from the tokenizer)
@@ -127,15 +129,21 @@ class Trainer:
         if resumed is None and (self.out / "latest").exists():
             raise FileExistsError(f"{self.out / 'latest'} already holds a checkpoint: pass --resume to continue "
                                   f"it, or choose another --out (nothing was overwritten)")
-        if resumed is not None:
+        if resumed is not None:  # the architecture and tokenizer are the checkpoint's own
             check_config(resumed.config["train"], _plain(cfg), ignore=RESUMABLE_CHANGES)
             self.tokenizer = tokenizer_from_dict(resumed.tokenizer)
-        elif cfg.tokenizer == "bpe":
-            self.tokenizer = BPETokenizer.train(text, cfg.vocab_size)
+            self.model = GPT(GPTConfig(**resumed.config["model"]), rng=cfg.seed)
+        elif cfg.init_from:  # fine-tune GPT-2: its weights, its tokenizer
+            self.model, self.tokenizer = load_gpt2(cfg.init_from).train(), gpt2_tokenizer(cfg.init_from)
+            if self.tokenizer is None:
+                raise FileNotFoundError(f"{cfg.init_from} has no vocab.json + merges.txt: fine-tuning needs its tokenizer")
         else:
-            self.tokenizer = CharTokenizer.from_text(text)
+            self.tokenizer = (BPETokenizer.train(text, cfg.vocab_size) if cfg.tokenizer == "bpe"
+                              else CharTokenizer.from_text(text))
+            self.model = GPT(model_config(cfg, self.tokenizer.vocab_size), rng=cfg.seed)
+        if cfg.block_size > self.model.config.block_size:
+            raise ValueError(f"block_size {cfg.block_size} exceeds the model's context of {self.model.config.block_size}")
         self.train_data, self.val_data = split(self.tokenizer.encode(text))
-        self.model = GPT(model_config(cfg, self.tokenizer.vocab_size), rng=cfg.seed)
         self.optimizer = AdamW(decay_groups(self.model, cfg.weight_decay), lr=cfg.lr,
                                betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
         decay_iters = cfg.lr_decay_iters or cfg.max_iters

@@ -181,3 +181,37 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "minilm.cli", "train", "--n-layers", "3"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unrecognized arguments: --n-layers" in bad.stderr
+
+
+def test_init_from_fine_tunes_a_hugging_face_gpt2_with_its_tokenizer(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    from minilm.data import BPETokenizer, load_text
+
+    folder = tmp_path / "gpt2"
+    tokenizer = BPETokenizer.train(load_text()[:50_000], 300)
+    torch.manual_seed(0)
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=300, n_positions=32, n_embd=24, n_layer=1,
+                                                              n_head=2, resid_pdrop=0, embd_pdrop=0, attn_pdrop=0))
+    hf.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_gpt2_files(folder / "vocab.json", folder / "merges.txt")
+
+    cfg = tiny(tmp_path, init_from=str(folder), max_iters=20, eval_interval=20, lr=3e-3)
+    trainer = Trainer(cfg, log=quiet)
+    assert trainer.tokenizer == tokenizer and trainer.model.config.n_embd == 24
+    ids = trainer.tokenizer.encode("ROMEO: my lord")[None, :]
+    expected = hf.eval()(torch.from_numpy(ids)).logits.detach().numpy()
+    np.testing.assert_allclose(to_numpy(trainer.model.eval()(ids)), expected, rtol=1e-4, atol=1e-5)
+    history = trainer.train()
+    assert history[-1]["train"] < history[0]["train"]
+    resumed = Trainer(dataclasses.replace(cfg, max_iters=22, resume=True), log=quiet)
+    assert resumed.model.config == trainer.model.config
+
+
+def test_init_from_needs_the_tokenizer_files(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path / "gpt2"
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=300, n_positions=32, n_embd=24, n_layer=1,
+                                                         n_head=2)).save_pretrained(folder, safe_serialization=True)
+    with pytest.raises(FileNotFoundError, match="no vocab.json"):
+        Trainer(tiny(tmp_path, init_from=str(folder)), log=quiet)
