@@ -18,6 +18,7 @@ COMMANDS = {
     "train": ("minilm.train", "add_arguments", "run"),
     "sample": ("minilm.sample", "add_arguments", "run"),
     "check": ("minilm.check", "add_arguments", "run"),
+    "attention": ("minilm.figures", "add_attention_arguments", "run_attention"),
     "export": ("minilm.hf_cli", "add_export_arguments", "run_export"),
     "import-hf": ("minilm.hf_cli", "add_import_arguments", "run_import"),
 }

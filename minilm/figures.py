@@ -1,0 +1,190 @@
+"""PNG files from models: the ``minilm attention`` command, and the README's figures.
+
+    minilm attention --ckpt DIR --text TEXT [--layer L] [--head H] --out FILE.png
+        a checkpoint's attention on a text: one heatmap per head of layer L (default: the last), tokens on
+        both axes; the text must fit in block_size tokens of the checkpoint's own tokenizer
+
+    OMP_NUM_THREADS=1 python -m minilm.figures [--out figures] [--max-iters 600]
+        regenerates figures/:
+
+        positional_encoding.png   the sinusoidal table, 128 positions × 128 channels
+        loss_curve.png            a small GPT trained on the embedded Shakespeare (the cpu preset, fewer
+                                  steps), train and val loss against the bigram baseline
+        attention.png             that model's last layer, every head, on a line of the validation text
+        gradcheck.png             `minilm check --json`: every backward against finite differences and torch
+
+The model trains into a temporary folder, so the repository only ever receives the four PNGs, each written
+atomically. About a minute and a half on two CPU cores, most of it the 600 training steps (--max-iters 2000
+is nanoGPT's whole low-budget run). OMP_NUM_THREADS=1: at this size one BLAS thread is as fast as several,
+and on a machine busy with other work several threads waiting on each other made a step 100 times slower.
+
+bigram baseline: P(b | a) = (count(a → b) + 1) / (count(a → ·) + V) on the train split (add-one smoothing
+gives every pair a non-zero probability), scored by its cross-entropy on the val split: the loss a model that
+looks one character back gets, the bar a transformer must clear.
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import importlib
+import io
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from minilm import plots
+from minilm.backend import BACKENDS, use_backend
+from minilm.data import load_text, split
+from minilm.nn.positional import sinusoidal_table
+
+# a line from the validation split (the last 10%), which the model never trained on
+LINE = "GREMIO:\nGood morrow, neighbour Baptista.\n"
+
+
+def token_strings(tokenizer, ids):
+    """Each token of ids (T,) as its own text, to label a heatmap's axes."""
+    return [tokenizer.decode(ids[t:t + 1]) for t in range(len(ids))]
+
+
+def bigram_loss(train, val, vocab_size):
+    """Cross-entropy (nats per token) on ``val`` of the add-one-smoothed bigram counts of ``train`` (ids)."""
+    train, val = np.asarray(train), np.asarray(val)
+    counts = np.bincount(train[:-1] * vocab_size + train[1:], minlength=vocab_size**2)  # (V·V,)
+    counts = counts.reshape(vocab_size, vocab_size).astype(np.float64) + 1.0  # (V, V) row a: the next after a
+    log_p = np.log(counts / counts.sum(axis=1, keepdims=True))  # (V, V) log P(b | a)
+    return float(-log_p[val[:-1], val[1:]].mean())
+
+
+def positional_encoding(out):
+    fig = plots.positional_encoding_heatmap(
+        sinusoidal_table(128, 128),
+        title="sinusoidal positional encoding: PE(pos, 2i) = sin(pos·ωᵢ), PE(pos, 2i+1) = cos(pos·ωᵢ)")
+    return plots.save_figure(fig, out / "positional_encoding.png")
+
+
+def trained_model(max_iters):
+    """(model, tokenizer, history, seconds) of the cpu preset trained ``max_iters`` steps in a temp folder."""
+    from minilm.train import PRESETS, Trainer
+
+    with tempfile.TemporaryDirectory(prefix="minilm-figures-") as folder:
+        cfg = dataclasses.replace(PRESETS["cpu"], out=str(Path(folder) / "run"), max_iters=max_iters,
+                                  eval_interval=max(1, max_iters // 12), sample_tokens=0)
+        started = time.perf_counter()
+        trainer = Trainer(cfg)
+        history = trainer.train()
+        return trainer.model, trainer.tokenizer, history, time.perf_counter() - started
+
+
+def loss_curve(out, tokenizer, history):
+    train, val = split(tokenizer.encode(load_text()))
+    baseline = bigram_loss(train, val, tokenizer.vocab_size)
+    print(f"bigram baseline: val loss {baseline:.4f} (perplexity {math.exp(baseline):.2f})")
+    steps = history[-1]["step"]
+    fig = plots.loss_curves(history, baseline=baseline, baseline_label="bigram baseline (val)",
+                            title=f"a 4-layer GPT on tiny Shakespeare (minilm train --preset cpu --max-iters {steps})")
+    return plots.save_figure(fig, out / "loss_curve.png")
+
+
+def attention(out, model, tokenizer):
+    ids = tokenizer.encode(LINE)  # (T,)
+    layer = len(model.h) - 1
+    weights = plots.attention_weights(model, ids)[layer][0]  # (H, T, T)
+    title = f"last layer ({layer}) of the trained GPT, every head, on a line it never saw"
+    fig = plots.attention_heatmaps(weights, token_strings(tokenizer, ids), title=title)
+    return plots.save_figure(fig, out / "attention.png")
+
+
+def gradcheck(out):
+    """The check's chart, or None (with a note) where minilm.check is not there."""
+    try:
+        check = importlib.import_module("minilm.check")
+    except ModuleNotFoundError as err:
+        if err.name != "minilm.check":
+            raise
+        print("minilm.check is not available: gradcheck.png not drawn")
+        return None
+    parser = argparse.ArgumentParser()
+    check.add_arguments(parser)
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        check.run(parser.parse_args(["--json"]))  # exit code 1 (a failed row) is still drawn, in red
+    fig = plots.gradcheck_chart(json.loads(captured.getvalue()))
+    return plots.save_figure(fig, out / "gradcheck.png")
+
+
+# --- minilm attention --------------------------------------------------------------------------------
+
+def add_attention_arguments(parser):
+    """Draw a checkpoint's attention on a text: one heatmap per head, tokens on both axes."""
+    parser.add_argument("--ckpt", required=True, metavar="DIR",
+                        help="a checkpoint folder, or a training output folder (its best/, else its latest/)")
+    parser.add_argument("--text", required=True, help="the text to run the model on (at most block_size tokens)")
+    parser.add_argument("--layer", type=int, default=None, metavar="L",
+                        help="the layer to draw, numbered from 0 (default: the last)")
+    parser.add_argument("--head", type=int, default=None, metavar="H",
+                        help="draw only this head, numbered from 0 (default: every head)")
+    parser.add_argument("--out", required=True, metavar="FILE.png", help="the PNG to write (replaced atomically)")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="array library (default: the active one, MINILM_BACKEND or numpy)")
+
+
+def _check_index(what, value, count):
+    if not 0 <= value < count:
+        raise ValueError(f"{what} {value} out of range: the model has {count} {what}s, numbered 0 to {count - 1}")
+
+
+def run_attention(args):
+    from minilm.sample import load_model  # the model code, only once the command runs
+
+    plots.require_matplotlib()  # a missing matplotlib is reported before the checkpoint is read
+    if args.backend is not None:
+        use_backend(args.backend)  # before the model is built, so its weights live on that backend
+    model, tokenizer, ckpt = load_model(args.ckpt)
+    config = model.config
+    layer = config.n_layer - 1 if args.layer is None else args.layer
+    _check_index("layer", layer, config.n_layer)
+    if args.head is not None:
+        _check_index("head", args.head, config.n_head)
+    if not args.text:
+        raise ValueError("--text is empty: give at least one character")
+    ids = tokenizer.encode(args.text)  # (T,) names a character outside the vocabulary
+    if len(ids) > config.block_size:
+        raise ValueError(f"the text is {len(ids)} tokens long, longer than the model's block_size {config.block_size}")
+    weights = plots.attention_weights(model, ids)[layer][0]  # (H, T, T)
+    heads = range(config.n_head) if args.head is None else [args.head]
+    tokens = token_strings(tokenizer, ids)
+    where = "/".join(Path(ckpt.path).parts[-2:])
+    title = f"attention in layer {layer} (layers 0–{config.n_layer - 1}) of {where}"
+    fig = plots.attention_heatmaps(weights[list(heads)], tokens, title=title, heads=heads)
+    print(plots.save_figure(fig, args.out))
+    return 0
+
+
+# --- python -m minilm.figures ----------------------------------------------------------------------------
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m minilm.figures", description="Regenerate the README's figures.")
+    parser.add_argument("--out", default="figures", help="folder for the PNGs (default: figures)")
+    parser.add_argument("--max-iters", type=int, default=600, help="training steps for the loss curve and attention")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(positional_encoding(out))
+    model, tokenizer, history, seconds = trained_model(args.max_iters)
+    print(f"trained {args.max_iters} steps in {seconds:.0f} s")
+    print(loss_curve(out, tokenizer, history))
+    print(attention(out, model, tokenizer))
+    started = time.perf_counter()
+    path = gradcheck(out)
+    if path is not None:
+        print(f"{path} ({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
