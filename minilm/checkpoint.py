@@ -40,6 +40,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
+from minilm.atomic import fsync_dir, write_file
 from minilm.backend import to_numpy
 
 MODEL, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.json"
@@ -171,22 +172,6 @@ def _safetensors_bytes(arrays, what, metadata=None):
         return safetensors.numpy.save(host, metadata=metadata)
     except safetensors.SafetensorError as err:
         raise TypeError(f"{what} cannot be stored as safetensors: {err}") from err
-
-
-def write_file(file, data):
-    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # the umask applies: 0644 under 022
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def fsync_dir(folder):
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_replaceable(path):

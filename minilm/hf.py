@@ -29,7 +29,7 @@ import safetensors
 import safetensors.numpy
 
 from minilm.backend import to_numpy
-from minilm.checkpoint import fsync_dir, write_file
+from minilm.atomic import fsync_dir, write_file
 from minilm.data.bpe import BPETokenizer
 from minilm.models.gpt import GPT, GPTConfig
 from minilm.nn.normalization import LayerNorm

@@ -18,15 +18,13 @@ The ``minilm attention`` command, which draws a checkpoint's heatmaps, lives in 
 import importlib
 import io
 import math
-import os
-import secrets
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from minilm.atomic import replace_file
 from minilm.backend import asarray, to_numpy
-from minilm.checkpoint import write_file
 
 DPI = 150  # pixels per inch of saved PNGs: sharp on a README, a few hundred kB per figure
 SHOWN = {"\n": "⏎", " ": "␣", "\t": "⇥"}  # whitespace a tick label would otherwise show as nothing
@@ -228,11 +226,4 @@ def save_figure(fig, path):
         raise ValueError(f"output {path} is a folder, not a PNG file")
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=DPI)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        write_file(tmp, png.getvalue())  # mode 0644 under the usual umask, as any new file
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return replace_file(path, png.getvalue())  # atomic, and 0644 under the usual umask

@@ -346,3 +346,12 @@ def test_bad_batch_arguments_are_named(kwargs, error, message):
     args = {"data": np.arange(50), "batch_size": 2, "block_size": 4, "rng": np.random.default_rng(0), **kwargs}
     with pytest.raises(error, match=message):
         get_batch(**args)
+
+
+def test_tokenizer_files_are_shared_readable_0644(tmp_path):
+    old = os.umask(0o022)
+    try:
+        CharTokenizer.from_text("abc").save(tmp_path / "tokenizer.json")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "tokenizer.json").stat().st_mode & 0o777 == 0o644

@@ -35,7 +35,8 @@ import numpy as np
 import regex
 
 from minilm.backend import to_numpy
-from minilm.data.gpt2_tokenizer import atomic_write_text, read_gpt2_files, str_to_token, token_to_str, write_gpt2_files
+from minilm.atomic import replace_file
+from minilm.data.gpt2_tokenizer import read_gpt2_files, str_to_token, token_to_str, write_gpt2_files
 
 TOKENIZER_TYPE = "bpe"
 
@@ -247,7 +248,7 @@ class BPETokenizer:
 
     def save(self, path):
         """Write tokenizer.json at ``path`` atomically: temp file beside it, fsync, rename over the old one."""
-        atomic_write_text(path, json.dumps(self.to_dict(), ensure_ascii=False) + "\n")
+        replace_file(path, (json.dumps(self.to_dict(), ensure_ascii=False) + "\n").encode())
 
     @classmethod
     def load(cls, path):

@@ -15,12 +15,11 @@ ref: nanoGPT data/shakespeare_char/prepare.py (chars = sorted(list(set(data))), 
 """
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from minilm.atomic import replace_file
 from minilm.backend import to_numpy
 
 TOKENIZER_TYPE = "char"
@@ -112,19 +111,7 @@ class CharTokenizer:
 
     def save(self, path):
         """Write tokenizer.json at ``path`` atomically: temp file beside it, fsync, rename over the old one."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.to_dict(), f, ensure_ascii=False, indent=1)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        replace_file(path, (json.dumps(self.to_dict(), ensure_ascii=False, indent=1) + "\n").encode())
 
     @classmethod
     def load(cls, path):

@@ -24,9 +24,9 @@ ref: openai/gpt-2 src/encoder.py (bytes_to_unicode, get_pairs, Encoder.bpe)
 """
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from minilm.atomic import replace_file
 
 
 def bytes_to_unicode():
@@ -59,22 +59,6 @@ def str_to_token(text, where):
         raise ValueError(
             f"{where} {text!r} has the character {ch!r} (U+{ord(ch):04X}), which is not in GPT-2's byte alphabet"
         ) from None
-
-
-def atomic_write_text(path, text):
-    """Write ``text`` (UTF-8) at ``path``: temp file beside it, fsync, rename over the old one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _read_vocab(path):
@@ -166,5 +150,5 @@ def write_gpt2_files(tokens, merges, vocab_json, merges_txt):
                              "GPT-2's vocab.json can list a token only once")
         vocab[name] = i
     lines = ["#version: 0.2"] + [f"{names[left]} {names[right]}" for left, right, _ in merges]
-    atomic_write_text(vocab_json, json.dumps(vocab, ensure_ascii=False, indent=1) + "\n")
-    atomic_write_text(merges_txt, "\n".join(lines) + "\n")
+    replace_file(vocab_json, (json.dumps(vocab, ensure_ascii=False, indent=1) + "\n").encode())
+    replace_file(merges_txt, ("\n".join(lines) + "\n").encode())
