@@ -12,7 +12,7 @@ rng:      each Dropout owns a Generator from minilm.backend, seeded by ``rng`` (
 ref:      Srivastava et al. 2014; torch.nn.Dropout
 """
 
-from minilm.backend import default_rng
+from minilm.backend import default_rng, xp
 from minilm.nn.module import Module
 
 
@@ -30,8 +30,10 @@ class Dropout(Module):
         if self.p == 1.0:
             self.scaled_mask = x * 0
             return self.scaled_mask.copy()
-        keep = self.rng.random(x.shape, dtype=x.dtype) >= self.p  # (same shape as x) True where kept
-        self.scaled_mask = keep.astype(x.dtype) / x.dtype.type(1.0 - self.p)
+        draws = self.rng.random(x.shape, dtype=x.dtype)  # (same shape as x) uniform in [0, 1)
+        keep = draws >= self.p  # (same shape as x) True where kept
+        # keep / (1 - p), written over the draws, which are not needed again: one array of x's size, not two
+        self.scaled_mask = xp.divide(keep, x.dtype.type(1.0 - self.p), out=draws)
         return x * self.scaled_mask
 
     def backward(self, dy):

@@ -26,10 +26,12 @@ class Linear(Module):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Linear expected last dim {self.in_features}, got {x.shape[-1]} (input shape {x.shape})")
         self.x = x
-        y = x @ self.weight.data.T  # (..., out)
+        # one (N, in) @ (in, out) product over every leading position N: a stack of (T, in) matrices would
+        # be multiplied one matrix at a time, each call too small to keep BLAS busy
+        y = x.reshape(-1, self.in_features) @ self.weight.data.T  # (N, out)
         if self.bias is not None:
             y += self.bias.data
-        return y
+        return y.reshape(*x.shape[:-1], self.out_features)  # (..., out)
 
     def backward(self, dy):
         x = self.x
@@ -38,4 +40,4 @@ class Linear(Module):
         self.weight.accumulate(dy_rows.T @ x.reshape(-1, self.in_features))  # (out, in)
         if self.bias is not None:
             self.bias.accumulate(dy_rows.sum(axis=0))  # (out,)
-        return dy @ self.weight.data  # (..., in)
+        return (dy_rows @ self.weight.data).reshape(x.shape)  # (..., in)

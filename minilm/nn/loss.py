@@ -66,8 +66,14 @@ class CrossEntropyLoss(Module):
             return xp.zeros_like(logp)  # (..., V) the loss was the constant 0
         V = logp.shape[-1]
         # forward: loss = -(1/N_valid) Σ valid · log p[target],  log p = log_softmax(logits)
-        onehot = xp.arange(V) == self.targets[..., None]  # (..., V) bool
-        dlogits = xp.where(self.valid[..., None], xp.exp(logp) - onehot, 0)  # (..., V) p - onehot, 0 if ignored
+        # p - onehot, built in place in one (..., V) array: p, then 1 off each row's target entry
+        dlogits = xp.exp(logp)  # (..., V) p
+        rows = dlogits.reshape(-1, V)  # (N, V) a view: every position's row
+        valid = self.valid.reshape(-1)  # (N,)
+        targets = xp.where(valid, self.targets.reshape(-1), 0)  # (N,) ignored rows read class 0 ...
+        rows[xp.arange(rows.shape[0]), targets] -= 1
+        if self.n_valid < valid.size:
+            rows[~valid] = 0  # ... and are zeroed: assigned, not multiplied, as a NaN row times 0 stays NaN
         # a 0-d dloss array of another dtype would otherwise promote float32 gradients to float64
-        scale = xp.asarray(dloss, dtype=logp.dtype) / self.n_valid
-        return dlogits * scale
+        dlogits *= xp.asarray(dloss, dtype=logp.dtype) / self.n_valid
+        return dlogits

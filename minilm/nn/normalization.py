@@ -22,7 +22,7 @@ ref:      Ba, Kiros & Hinton 2016, "Layer Normalization", §3; torch.nn.LayerNor
 
 import operator
 
-from minilm.backend import is_floating, xp
+from minilm.backend import is_floating, sum_last_axis, xp
 from minilm.nn.module import Module, Parameter
 
 
@@ -44,6 +44,18 @@ def _as_int_shape(normalized_shape):
     return size
 
 
+def _mean_last(a):
+    """The mean over the last axis, kept as size 1: (..., C) -> (..., 1). The sum, then / C as NumPy's mean,
+    so a constant row's mean is exactly its value (and its variance exactly 0)."""
+    return sum_last_axis(a) / a.shape[-1]  # (..., 1)
+
+
+def _sum_leading(a):
+    """Σ over every leading position, (..., C) -> (C,): a vector-matrix product with ones, as ``sum_last_axis``."""
+    rows = a.reshape(-1, a.shape[-1])  # (N, C)
+    return xp.ones(rows.shape[0], dtype=a.dtype) @ rows  # (C,)
+
+
 class LayerNorm(Module):
     def __init__(self, normalized_shape, eps=1e-5):
         self.normalized_shape = _as_int_shape(normalized_shape)
@@ -61,26 +73,35 @@ class LayerNorm(Module):
         if x.ndim == 0 or x.shape[-1] != C:
             got = "a 0-d array" if x.ndim == 0 else x.shape[-1]
             raise ValueError(f"LayerNorm expected last dim {C}, got {got} (input shape {tuple(x.shape)})")
-        mu = x.mean(axis=-1, keepdims=True)  # (B, T, 1)
+        mu = _mean_last(x)  # (B, T, 1)
         xc = x - mu  # (B, T, C) centred first: the two-pass variance (see the module docstring)
-        var = (xc * xc).mean(axis=-1, keepdims=True)  # (B, T, 1)
+        y = xp.multiply(xc, xc)  # (B, T, C) the squares, in the buffer that becomes y
+        var = _mean_last(y)  # (B, T, 1)
         self.rstd = 1.0 / xp.sqrt(var + self.eps)  # (B, T, 1)
-        self.xhat = xc * self.rstd  # (B, T, C)
-        return self.weight.data * self.xhat + self.bias.data  # (B, T, C)
+        self.xhat = xc  # (B, T, C) xc's buffer, normalised in place:
+        self.xhat *= self.rstd
+        xp.multiply(self.xhat, self.weight.data, out=y)  # y = w ⊙ xhat + b, in place
+        y += self.bias.data
+        return y  # (B, T, C)
 
     def backward(self, dy):
-        C = self.normalized_shape
         xhat, rstd = self.xhat, self.rstd
         # forward: y = w ⊙ xhat + b
-        self.weight.accumulate((dy * xhat).reshape(-1, C).sum(axis=0))  # (C,)
-        self.bias.accumulate(dy.reshape(-1, C).sum(axis=0))  # (C,)
-        dxhat = dy * self.weight.data  # (B, T, C)
+        scratch = dy * xhat  # (B, T, C) one buffer for the products below, instead of a temporary each
+        self.weight.accumulate(_sum_leading(scratch))  # (C,)
+        self.bias.accumulate(_sum_leading(dy))  # (C,)
+        dxhat = dy * self.weight.data  # (B, T, C) becomes dx, in place
         # forward: xhat = (x - mu) · rstd, with mu and rstd themselves functions of x (collapsed):
         # the normalisation undoes a shift of the whole row (hence - mean(dxhat)) and, up to eps, a
         # stretch of it along xhat (hence - xhat ⊙ mean(dxhat ⊙ xhat)): those parts of dxhat never reach x.
-        dxhat_mean = dxhat.mean(axis=-1, keepdims=True)  # (B, T, 1)
-        dxhat_xhat_mean = (dxhat * xhat).mean(axis=-1, keepdims=True)  # (B, T, 1)
-        return (dxhat - dxhat_mean - xhat * dxhat_xhat_mean) * rstd  # (B, T, C)
+        dxhat_mean = _mean_last(dxhat)  # (B, T, 1)
+        dxhat_xhat_mean = _mean_last(xp.multiply(dxhat, xhat, out=scratch))  # (B, T, 1)
+        # dx = (dxhat - mean(dxhat) - xhat ⊙ mean(dxhat ⊙ xhat)) · rstd, in place in dxhat
+        dx = dxhat
+        dx -= dxhat_mean
+        dx -= xp.multiply(xhat, dxhat_xhat_mean, out=scratch)
+        dx *= rstd
+        return dx  # (B, T, C)
 
 
 def layer_norm_backward_staged(dy, x, w, eps=1e-5):

@@ -14,34 +14,73 @@ masks:    a row whose every entry is -inf (a query whose every key is masked) ha
 ref:      torch.nn.Softmax, torch.nn.LogSoftmax; Goodfellow et al., Deep Learning §4.1 (overflow)
 """
 
-from minilm.backend import xp
+from minilm.backend import is_floating, sum_last_axis, xp
 from minilm.nn.module import Module
 
 
 def softmax(x, axis=-1):
     """p = softmax(x) along ``axis``, in the dtype of x; all-(-inf) rows give zeros."""
+    return _exp_normalise(x - _row_max(x, axis), axis)  # x - m: a fresh array, which becomes p in place
+
+
+def softmax_in_place(s, axis=-1, shift=None):
+    """softmax(s) computed in s's own memory, for a floating s nobody needs afterwards (attention's scores).
+
+    shift: None (subtract each row's max), or one number to subtract from every entry instead, which the
+    caller has checked keeps exp in range (see minilm.nn.attention.common_shift); a constant per row
+    changes nothing else.
+    """
+    s -= _row_max(s, axis) if shift is None else shift
+    return _exp_normalise(s, axis)
+
+
+def _sum_keepdims(a, axis):
+    """a.sum(axis=axis, keepdims=True); along the last axis through BLAS (minilm.backend.sum_last_axis)."""
+    if a.ndim > 0 and axis in (-1, a.ndim - 1):
+        return sum_last_axis(a)
+    return a.sum(axis=axis, keepdims=True)
+
+
+def _row_max(x, axis):
     m = x.max(axis=axis, keepdims=True)  # (..., 1, ...)
     m[xp.isneginf(m)] = 0  # a fully masked row: exp(-inf - 0) = 0 everywhere instead of exp(nan)
-    e = xp.exp(x - m)
-    total = e.sum(axis=axis, keepdims=True)
+    return m
+
+
+def _exp_normalise(e, axis):
+    """exp(e) / Σ exp(e) along ``axis``, in e's memory when it is floating (one buffer, not three)."""
+    e = xp.exp(e, out=e) if is_floating(e) else xp.exp(e)  # an integer e cannot hold its exp
+    total = _sum_keepdims(e, axis)
     total[total == 0] = 1  # ... and 0 / 1 = 0 instead of 0 / 0
-    return e / total
+    e /= total
+    return e
 
 
 def softmax_backward(dp, p, axis=-1):
     """dx = p ⊙ (dp - Σ dp ⊙ p), the softmax Jacobian-vector product."""
-    return p * (dp - (dp * p).sum(axis=axis, keepdims=True))
+    dx = dp * p  # one buffer: first dp ⊙ p for the row sums, then dx in place
+    row = _sum_keepdims(dx, axis)  # Σ dp ⊙ p
+    xp.subtract(dp, row, out=dx)
+    dx *= p
+    return dx
 
 
 def log_softmax(x, axis=-1):
     """log p = x - m - log Σ exp(x - m) along ``axis``: exact where log(softmax(x)) would underflow to -inf."""
     shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+    log_total = xp.log(_sum_keepdims(xp.exp(shifted), axis))
+    if not is_floating(shifted):  # an integer x: the result is floating, so it needs its own array
+        return shifted - log_total
+    shifted -= log_total  # in place: shifted becomes log p
+    return shifted
 
 
 def log_softmax_backward(dlogp, logp, axis=-1):
     """dx = dlogp - p Σ dlogp, with p = exp(log p)."""
-    return dlogp - xp.exp(logp) * dlogp.sum(axis=axis, keepdims=True)
+    dx = xp.exp(logp)  # p, a fresh buffer that becomes dx in place
+    dx *= -_sum_keepdims(dlogp, axis)
+    dx += dlogp
+    return dx
 
 
 class Softmax(Module):

@@ -34,6 +34,7 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        self._work = {}  # (array type, shape, dtype) -> a scratch array, shared by parameters of that shape
 
     def check(self, group, where):
         check_at_least("learning rate", group["lr"], 0.0, where)
@@ -58,14 +59,27 @@ class Adam(Optimizer):
                 theta *= 1 - lr * decay
             else:
                 grad = grad + decay * theta  # like θ; a new array, so param.grad stays as backward left it
+        # the same operations in the same order as the one-line forms in the docstring, but every
+        # intermediate goes through one scratch array instead of a fresh array each (five per parameter)
+        work = self._scratch_like(theta)
         m *= beta1
-        m += (1 - beta1) * grad
+        m += xp.multiply(grad, 1 - beta1, out=work)  # (1 - β1) g
         v *= beta2
-        v += (1 - beta2) * (grad * grad)
-        denom = xp.sqrt(v)  # like θ
+        work = xp.multiply(grad, grad, out=work)
+        work *= 1 - beta2
+        v += work  # (1 - β2) g²
+        denom = xp.sqrt(v, out=work)  # like θ
         denom /= math.sqrt(1 - beta2**t)
         denom += eps
-        theta -= lr / (1 - beta1**t) * (m / denom)
+        step = xp.divide(m, denom, out=work)  # m / denom
+        step *= lr / (1 - beta1**t)
+        theta -= step
+
+    def _scratch_like(self, theta):
+        key = (type(theta), theta.shape, theta.dtype)
+        if key not in self._work:
+            self._work[key] = xp.empty_like(theta)
+        return self._work[key]
 
 
 class AdamW(Adam):
