@@ -101,3 +101,21 @@ def test_package_imports_without_torch():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert int(run.stdout) >= 3
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 7), (5,), (2, 0), (1, 1)])
+def test_sum_last_axis_equals_numpy_sum(shape):
+    a = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    got = to_numpy(backend.sum_last_axis(asarray(a)))
+    assert got.shape == (*shape[:-1], 1) and got.dtype == np.float32
+    np.testing.assert_allclose(got, a.sum(axis=-1, keepdims=True), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("env, expected", [({}, "True"), ({"MALLOC_TOP_PAD_": "0"}, "False"),
+                                           ({"GLIBC_TUNABLES": "glibc.malloc.top_pad=0"}, "False")])
+def test_the_heap_pad_leaves_a_users_own_setting_alone(env, expected):
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+    code = "from minilm.backend import _keep_freed_heap; print(_keep_freed_heap())"
+    run = subprocess.run([sys.executable, "-c", code], env={**env, "PATH": ""}, capture_output=True, text=True)
+    assert run.stdout.strip() == expected, run.stderr

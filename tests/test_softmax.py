@@ -136,3 +136,20 @@ def test_planted_wrong_softmax_backward_is_caught():
     assert report.max_error > 0.1, str(report)
     assert not report.passed(GRADCHECK["smooth"])
     assert check_module(Softmax(), x).passed(GRADCHECK["smooth"])  # the same check passes the real one
+
+
+def test_a_common_shift_gives_the_same_softmax_as_the_row_max():
+    from minilm.nn.attention import common_shift
+    from minilm.nn.softmax import softmax_in_place
+
+    s = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32) * 4
+    shift = common_shift(asarray(s))
+    assert shift == pytest.approx(float(s.max()))
+    expected = to_numpy(softmax(asarray(s)))
+    np.testing.assert_allclose(to_numpy(softmax_in_place(asarray(s.copy()), shift=shift)), expected, rtol=1e-6, atol=1e-7)
+    spread = s.copy()
+    spread[0, 0, 0, 0] = -100.0  # more than float32's safe 44 below the top: back to the row max
+    assert common_shift(asarray(spread)) is None
+    masked = s.copy()
+    masked[..., -1] = -np.inf
+    assert common_shift(asarray(masked)) is None
