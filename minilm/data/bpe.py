@@ -26,16 +26,14 @@ ref: Sennrich et al. 2016, "Neural Machine Translation of Rare Words with Subwor
      Radford et al. 2019 (GPT-2), §2.2; openai/gpt-2 src/encoder.py
 """
 
-import json
 import re
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import numpy as np
 import regex
 
 from minilm.backend import to_numpy
-from minilm.atomic import replace_file
+from minilm.data.tokenizer_file import TokenizerFile
 from minilm.data.gpt2_tokenizer import read_gpt2_files, str_to_token, token_to_str, write_gpt2_files
 
 TOKENIZER_TYPE = "bpe"
@@ -76,7 +74,7 @@ def _merge(ids, pair, new):
     return out
 
 
-class BPETokenizer:
+class BPETokenizer(TokenizerFile):
     def __init__(self, tokens, merges, special_tokens=None):
         """``tokens``: bytes by id; ``merges``: (left, right, result) ids by rank; ``special_tokens``: {text: id}."""
         self.tokens = [bytes(t) for t in tokens]
@@ -245,21 +243,6 @@ class BPETokenizer:
         if "vocab_size" in d and d["vocab_size"] != tok.vocab_size:
             raise ValueError(f"vocab_size {d['vocab_size']} does not match the {tok.vocab_size} tokens listed")
         return tok
-
-    def save(self, path):
-        """Write tokenizer.json at ``path`` atomically: temp file beside it, fsync, rename over the old one."""
-        replace_file(path, (json.dumps(self.to_dict(), ensure_ascii=False) + "\n").encode())
-
-    @classmethod
-    def load(cls, path):
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"tokenizer file not found: {path}")
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"tokenizer file {path} is corrupt: {err}") from None
-        return cls.from_dict(d)
 
     def __eq__(self, other):
         return (isinstance(other, BPETokenizer) and self.tokens == other.tokens and self.merges == other.merges

@@ -14,13 +14,11 @@ points by id and turns them back into a string in one call. The whole corpus enc
 ref: nanoGPT data/shakespeare_char/prepare.py (chars = sorted(list(set(data))), stoi, itos)
 """
 
-import json
-from pathlib import Path
 
 import numpy as np
 
-from minilm.atomic import replace_file
 from minilm.backend import to_numpy
+from minilm.data.tokenizer_file import TokenizerFile
 
 TOKENIZER_TYPE = "char"
 
@@ -30,7 +28,7 @@ def _code_points(text):
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")  # (T,)
 
 
-class CharTokenizer:
+class CharTokenizer(TokenizerFile):
     def __init__(self, vocab):
         """``vocab``: the characters, in id order (a str or a sequence of one-character strings)."""
         vocab = list(vocab)
@@ -108,21 +106,6 @@ class CharTokenizer:
         if "vocab_size" in d and d["vocab_size"] != tok.vocab_size:
             raise ValueError(f"vocab_size {d['vocab_size']} does not match the {tok.vocab_size} characters listed")
         return tok
-
-    def save(self, path):
-        """Write tokenizer.json at ``path`` atomically: temp file beside it, fsync, rename over the old one."""
-        replace_file(path, (json.dumps(self.to_dict(), ensure_ascii=False, indent=1) + "\n").encode())
-
-    @classmethod
-    def load(cls, path):
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"tokenizer file not found: {path}")
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"tokenizer file {path} is corrupt: {err}") from None
-        return cls.from_dict(d)
 
     def __eq__(self, other):
         return isinstance(other, CharTokenizer) and self.vocab == other.vocab
