@@ -32,7 +32,6 @@ from collections import Counter, defaultdict
 import numpy as np
 import regex
 
-from minilm.backend import to_numpy
 from minilm.data.tokenizer_file import TokenizerFile
 from minilm.data.gpt2_tokenizer import read_gpt2_files, str_to_token, token_to_str, write_gpt2_files
 
@@ -192,18 +191,7 @@ class BPETokenizer(TokenizerFile):
 
     def decode_bytes(self, ids):
         """ids (T,) (a list, a NumPy or a backend array) -> the tokens' bytes joined; bad ids are named."""
-        ids = np.asarray(to_numpy(ids))
-        if ids.ndim > 1:
-            raise ValueError(f"decode takes a 1-D sequence of ids, got shape {ids.shape}")
-        ids = ids.reshape(-1)  # (T,) a single id decodes too
-        if ids.size == 0:
-            return b""
-        if not np.issubdtype(ids.dtype, np.integer):
-            raise TypeError(f"token ids must be integers, got dtype {ids.dtype}")
-        bad = (ids < 0) | (ids >= self.vocab_size)  # (T,)
-        if bad.any():
-            pos = int(np.argmax(bad))
-            raise ValueError(f"token id {ids[pos]} out of range for vocab_size {self.vocab_size} (at position {pos})")
+        ids = self.checked_ids(ids)  # (T,)
         return b"".join(map(self.tokens.__getitem__, ids.tolist()))
 
     def decode(self, ids):

@@ -17,7 +17,6 @@ ref: nanoGPT data/shakespeare_char/prepare.py (chars = sorted(list(set(data))), 
 
 import numpy as np
 
-from minilm.backend import to_numpy
 from minilm.data.tokenizer_file import TokenizerFile
 
 TOKENIZER_TYPE = "char"
@@ -75,18 +74,7 @@ class CharTokenizer(TokenizerFile):
 
     def decode(self, ids):
         """ids (T,) (a list, a NumPy or a backend array) -> text; an id outside [0, vocab_size) is named."""
-        ids = np.asarray(to_numpy(ids))
-        if ids.ndim > 1:
-            raise ValueError(f"decode takes a 1-D sequence of ids, got shape {ids.shape}")
-        ids = ids.reshape(-1)  # (T,) a single id decodes too
-        if ids.size == 0:
-            return ""
-        if not np.issubdtype(ids.dtype, np.integer):
-            raise TypeError(f"token ids must be integers, got dtype {ids.dtype}")
-        bad = (ids < 0) | (ids >= self.vocab_size)  # (T,)
-        if bad.any():
-            pos = int(np.argmax(bad))
-            raise ValueError(f"token id {ids[pos]} out of range for vocab_size {self.vocab_size} (at position {pos})")
+        ids = self.checked_ids(ids)  # (T,)
         return self._codes[ids].astype("<u4").tobytes().decode("utf-32-le", "surrogatepass")
 
     def to_dict(self):
