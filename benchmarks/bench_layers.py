@@ -71,10 +71,10 @@ def step_matmuls(mm, t, rng_normal):
 
 
 def minilm_cases():
-    from minilm.backend import asarray
+    from minilm.backend import asarray, softmax_shift
     from minilm.models import GPT, GPTConfig
     from minilm.nn.activation import GELU
-    from minilm.nn.attention import MultiHeadAttention, attention_mask, common_shift
+    from minilm.nn.attention import MultiHeadAttention, attention_mask
     from minilm.nn.embedding import Embedding
     from minilm.nn.linear import Linear
     from minilm.nn.loss import CrossEntropyLoss
@@ -109,7 +109,7 @@ def minilm_cases():
 
     def softmax_mask(_):  # the lines of scaled_dot_product_attention and its backward around the softmax
         scores = S * (1.0 / hs**0.5)
-        shift = common_shift(scores)
+        shift = softmax_shift(scores)
         scores += mask
         A = softmax_in_place(scores, axis=-1, shift=shift)
         A * (dA - (dA * A).sum(axis=-1, keepdims=True))

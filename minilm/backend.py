@@ -11,8 +11,10 @@ everywhere at once, including in modules that imported ``xp`` before the switch.
 Arrays made before a switch stay where they were: build (or ``load_state_dict``) models after switching.
 
 The two libraries agree on almost everything. The few places they are spelled differently live here:
-``scatter_add`` (the embedding backward), ``erf`` (the exact GELU) and moving arrays to and from the host.
-Two more exist for NumPy's speed: ``sum_last_axis`` (short-row sums through BLAS) and ``_keep_freed_heap``.
+``scatter_add`` (the embedding backward), ``erf`` (the exact GELU), ``uniform`` (dropout's random draws,
+whose state stays on the host) and moving arrays to and from the host. Three more exist for NumPy's speed:
+``sum_last_axis`` (short-row sums through BLAS), ``softmax_shift`` (one shift for a whole softmax) and
+``_keep_freed_heap``.
 """
 
 import ctypes
@@ -89,6 +91,30 @@ def default_rng(seed=None):
     return _active["lib"].random.default_rng(seed)
 
 
+PHILOX4_32_10 = 161  # curand.h's CURAND_RNG_PSEUDO_PHILOX4_32_10: a counter-based generator, cheap to re-seed
+_device_generators = {}  # GPU id -> the one cuRAND Philox generator ``uniform`` re-seeds on every call
+
+
+def uniform(rng, shape, dtype):
+    """Draws from U[0, 1) of ``shape`` and ``dtype``, on the active backend, steered by ``rng``.
+
+    ``rng`` is a NumPy Generator on the host, and all the random state is in it: a checkpoint stores its
+    state as JSON and a resume, on either backend, carries on from it. NumPy draws from ``rng`` itself. The
+    GPU draws one 64-bit seed from ``rng`` and expands it on the device with Philox, a counter-based
+    generator whose whole state is that seed and a counter, so re-seeding it costs nothing. The same seed
+    therefore gives different (equally uniform) draws on the CPU and on the GPU.
+    """
+    if _active["name"] == "cupy":
+        lib = _active["lib"]
+        device = lib.cuda.Device().id
+        if device not in _device_generators:
+            _device_generators[device] = lib.random.RandomState(method=PHILOX4_32_10)
+        generator = _device_generators[device]
+        generator.seed(rng.integers(2**64, dtype=np.uint64))  # a uint64 scalar: CuPy casts the seed only safely
+        return generator.random_sample(shape, dtype=dtype)
+    return rng.random(shape, dtype=dtype)
+
+
 def is_floating(a):
     """True for arrays of a floating-point dtype (the inputs a backward returns gradients for)."""
     return hasattr(a, "dtype") and np.issubdtype(a.dtype, np.floating)
@@ -100,14 +126,13 @@ def scatter_add(target, indices, values):
     shapes: target (V, C); indices (N,) integers; values (N, C).
     NumPy's ``np.add.at`` does this but is slow (a Python-level loop in C); here the rows are sorted by
     index and each run of equal indices is summed with one ``np.add.reduceat``. CuPy has an atomic
-    scatter-add kernel for it.
+    ``add.at`` for it, an atomic scatter-add kernel (so the order of the additions, and the last bits of a
+    float32 sum, vary from run to run there).
     """
     indices = indices.reshape(-1)  # (N,)
     values = values.reshape(indices.shape[0], *target.shape[1:])  # (N, C)
     if _active["name"] == "cupy":
-        import cupyx
-
-        cupyx.scatter_add(target, indices, values)
+        _active["lib"].add.at(target, indices, values)
         return target
     if indices.size == 0:
         return target
@@ -130,6 +155,22 @@ def sum_last_axis(a):
         return a.sum(axis=-1, keepdims=True)
     row_sums = a.reshape(-1, n) @ _active["lib"].ones(n, dtype=a.dtype)  # (N,)
     return row_sums.reshape(*a.shape[:-1], 1)  # (..., 1)
+
+
+def softmax_shift(S):
+    """One number to subtract from every score before softmax's exp, in place of a max per row; or None.
+
+    Subtracting any constant from a row leaves its softmax unchanged; the row max is the usual choice, as it
+    keeps every exp(s - m) ≤ 1. When all the scores lie within half the dtype's exponent range of the
+    largest (44 in float32), subtracting that one largest score keeps every exp(s - max) in [√tiny, 1], so
+    nothing overflows or underflows either. NumPy finds the max of a short row with a scalar loop; one max
+    and one min over the whole array cost a tenth of that (measured at T = 64: 15 µs against 200 µs). On the
+    GPU a max per row is one fast reduction, and reading two numbers back to the host would stall it: None.
+    """
+    if S.size == 0 or _active["name"] == "cupy":
+        return None
+    top, bottom = float(S.max()), float(S.min())
+    return top if top - bottom <= -0.5 * math.log(np.finfo(S.dtype).tiny) else None  # NaN or inf: None
 
 
 _math_erf = np.vectorize(math.erf, otypes=[np.float64])

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from minilm.backend import asarray, default_rng, to_numpy
+from minilm.backend import asarray, to_numpy
 from minilm.models.gpt import GPT, GPTConfig
 from minilm.nn import (CrossEntropyLoss, Dropout, Embedding, FeedForward, GELU, LayerNorm, Linear, LogSoftmax,
                        MultiHeadAttention, ReLU, ScaledDotProductAttention, SelfAttention, SinusoidalPositionalEncoding,
@@ -170,7 +170,7 @@ class FixedMaskDropout(Module):
         self.drop, self.seed = Dropout(p), seed
 
     def forward(self, x):
-        self.drop.rng = default_rng(self.seed)
+        self.drop.rng = np.random.default_rng(self.seed)
         return self.drop(x)
 
     def backward(self, dy):

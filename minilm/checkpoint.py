@@ -140,8 +140,8 @@ def check_config(saved, wanted, ignore=()):
 
 
 def _json_default(value):
-    if isinstance(value, (np.generic, np.ndarray)):  # np.float32(1.5) in a loss history
-        return value.tolist()
+    if isinstance(value, (np.generic, np.ndarray)) or hasattr(value, "__array__"):  # np.float32(1.5), a GPU 0-d array
+        return to_numpy(value).tolist()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 

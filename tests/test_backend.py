@@ -57,6 +57,20 @@ def test_default_rng_is_reproducible():
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_uniform_is_steered_by_a_host_generator(dtype):
+    draws = backend.uniform(np.random.default_rng(5), (3, 400), dtype)
+    assert draws.shape == (3, 400) and draws.dtype == dtype
+    values = to_numpy(draws)
+    assert values.min() >= 0.0 and values.max() < 1.0 and abs(values.mean() - 0.5) < 0.05  # σ of the mean: 0.008
+    np.testing.assert_array_equal(to_numpy(backend.uniform(np.random.default_rng(5), (3, 400), dtype)), values)
+    rng = np.random.default_rng(5)
+    backend.uniform(rng, (3, 400), dtype)
+    assert (to_numpy(backend.uniform(rng, (3, 400), dtype)) != values).any()  # the host Generator moved on
+    if backend.backend_name() == backend.CPU:  # NumPy draws from the Generator itself
+        np.testing.assert_array_equal(values, np.random.default_rng(5).random((3, 400), dtype=dtype))
+
+
 @pytest.mark.parametrize("ids", [[3, 1, 3, 3, 0], [2, 2, 2, 2, 2], [4, 0, 1, 2, 3]])
 def test_scatter_add_sums_repeated_indices(ids):
     rng = np.random.default_rng(0)

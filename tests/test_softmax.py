@@ -139,17 +139,20 @@ def test_planted_wrong_softmax_backward_is_caught():
 
 
 def test_a_common_shift_gives_the_same_softmax_as_the_row_max():
-    from minilm.nn.attention import common_shift
+    from minilm.backend import GPU, backend_name, softmax_shift
     from minilm.nn.softmax import softmax_in_place
 
     s = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32) * 4
-    shift = common_shift(asarray(s))
-    assert shift == pytest.approx(float(s.max()))
+    shift = softmax_shift(asarray(s))
+    if backend_name() == GPU:
+        assert shift is None  # a max per row is cheap there, and reading the max back would stall the GPU
+    else:
+        assert shift == pytest.approx(float(s.max()))
     expected = to_numpy(softmax(asarray(s)))
     np.testing.assert_allclose(to_numpy(softmax_in_place(asarray(s.copy()), shift=shift)), expected, rtol=1e-6, atol=1e-7)
     spread = s.copy()
     spread[0, 0, 0, 0] = -100.0  # more than float32's safe 44 below the top: back to the row max
-    assert common_shift(asarray(spread)) is None
+    assert softmax_shift(asarray(spread)) is None
     masked = s.copy()
     masked[..., -1] = -np.inf
-    assert common_shift(asarray(masked)) is None
+    assert softmax_shift(asarray(masked)) is None

@@ -7,13 +7,14 @@ shapes:   x, y any shape
 kept:     the scaled mask keep / (1 - p), in the dtype of x: backward is one multiply.
 p:        the probability of *dropping* an element, as in torch (CS231n's p is the keep probability).
           p = 1 drops everything (y = 0).
-rng:      each Dropout owns a Generator from minilm.backend, seeded by ``rng`` (a seed or a Generator),
-          so runs are reproducible without touching any global random state.
+rng:      each Dropout owns a NumPy Generator on the host, seeded by ``rng`` (a seed or a Generator), so runs
+          are reproducible without touching any global random state; minilm.backend.uniform turns it into
+          draws on the active backend. Its state is plain JSON, which a checkpoint stores for exact resumes.
 ref:      Srivastava et al. 2014; torch.nn.Dropout
 """
 
-from minilm.backend import default_rng, xp
-from minilm.nn.module import Module
+from minilm.backend import uniform, xp
+from minilm.nn.module import Module, host_rng
 
 
 class Dropout(Module):
@@ -21,7 +22,7 @@ class Dropout(Module):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability must be in [0, 1], got {p}")
         self.p = p
-        self.rng = rng if hasattr(rng, "random") else default_rng(rng)
+        self.rng = host_rng(rng)
 
     def forward(self, x):
         if not self.training or self.p == 0.0:
@@ -30,7 +31,7 @@ class Dropout(Module):
         if self.p == 1.0:
             self.scaled_mask = x * 0
             return self.scaled_mask.copy()
-        draws = self.rng.random(x.shape, dtype=x.dtype)  # (same shape as x) uniform in [0, 1)
+        draws = uniform(self.rng, x.shape, x.dtype)  # (same shape as x) uniform in [0, 1)
         keep = draws >= self.p  # (same shape as x) True where kept
         # keep / (1 - p), written over the draws, which are not needed again: one array of x's size, not two
         self.scaled_mask = xp.divide(keep, x.dtype.type(1.0 - self.p), out=draws)

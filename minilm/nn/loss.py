@@ -19,7 +19,7 @@ ignored:  targets equal to ``ignore_index`` (-100, as in torch) add nothing to t
 ref:      torch.nn.CrossEntropyLoss (reduction="mean"); llm.c train_gpt2.c crossentropy_softmax_backward
 """
 
-from minilm.backend import is_floating, to_numpy, xp
+from minilm.backend import asarray, is_floating, to_numpy, xp
 from minilm.nn.module import Module
 from minilm.nn.softmax import log_softmax
 
@@ -45,6 +45,7 @@ class CrossEntropyLoss(Module):
             raise ValueError(f"target {first} out of range for {V} classes")
 
     def forward(self, logits, targets):
+        targets = asarray(targets)  # ids from the host (a tokenizer, a batch) join the logits' backend
         self._check(logits, targets)
         self.targets = targets
         self.valid = targets != self.ignore_index  # (...) bool

@@ -27,7 +27,7 @@ def softmax_in_place(s, axis=-1, shift=None):
     """softmax(s) computed in s's own memory, for a floating s nobody needs afterwards (attention's scores).
 
     shift: None (subtract each row's max), or one number to subtract from every entry instead, which the
-    caller has checked keeps exp in range (see minilm.nn.attention.common_shift); a constant per row
+    caller has checked keeps exp in range (see minilm.backend.softmax_shift); a constant per row
     changes nothing else.
     """
     s -= _row_max(s, axis) if shift is None else shift
@@ -43,7 +43,9 @@ def _sum_keepdims(a, axis):
 
 def _row_max(x, axis):
     m = x.max(axis=axis, keepdims=True)  # (..., 1, ...)
-    m[xp.isneginf(m)] = 0  # a fully masked row: exp(-inf - 0) = 0 everywhere instead of exp(nan)
+    # a fully masked row: exp(-inf - 0) = 0 everywhere instead of exp(nan). copyto with where= rather than
+    # m[mask] = 0, which on a GPU must first count the mask's True entries on the host
+    xp.copyto(m, 0, where=xp.isneginf(m))
     return m
 
 
@@ -51,7 +53,7 @@ def _exp_normalise(e, axis):
     """exp(e) / Σ exp(e) along ``axis``, in e's memory when it is floating (one buffer, not three)."""
     e = xp.exp(e, out=e) if is_floating(e) else xp.exp(e)  # an integer e cannot hold its exp
     total = _sum_keepdims(e, axis)
-    total[total == 0] = 1  # ... and 0 / 1 = 0 instead of 0 / 0
+    xp.copyto(total, 1, where=total == 0)  # ... and 0 / 1 = 0 instead of 0 / 0
     e /= total
     return e
 
