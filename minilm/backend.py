@@ -12,12 +12,14 @@ Arrays made before a switch stay where they were: build (or ``load_state_dict``)
 
 The two libraries agree on almost everything. The few places they are spelled differently live here:
 ``scatter_add`` (the embedding backward), ``erf`` (the exact GELU), ``uniform`` (dropout's random draws,
-whose state stays on the host) and moving arrays to and from the host. Three more exist for NumPy's speed:
+whose state stays on the host), ``fused`` (an element-wise formula as one GPU kernel) and moving arrays to
+and from the host. Three more exist for NumPy's speed:
 ``sum_last_axis`` (short-row sums through BLAS), ``softmax_shift`` (one shift for a whole softmax) and
 ``_keep_freed_heap``.
 """
 
 import ctypes
+import functools
 import math
 import os
 import platform
@@ -141,6 +143,30 @@ def scatter_add(target, indices, values):
     run_starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])  # (U,) one per distinct id
     target[sorted_ids[run_starts]] += np.add.reduceat(values[order], run_starts, axis=0)  # (U, C)
     return target
+
+
+def fused(expression, numpy=None):
+    """``expression`` compiled into one kernel on the GPU; on NumPy, ``numpy`` if given, else ``expression``.
+
+    ``expression`` is element-wise arithmetic on arrays and Python floats, written with ``xp`` (no reductions,
+    no ``out=``): the formula as a layer's docstring states it. Run operator by operator, each operator
+    launches its own kernel and writes a temporary the size of its input; cupy.fuse compiles the whole
+    expression into a single pass over memory. NumPy has no such compiler, so a layer may pass the same
+    maths written in place over one or two buffers as ``numpy``; a parity test holds the two together, and
+    ``.expression`` keeps the formula callable as the reference.
+    """
+    kernels = {}
+
+    @functools.wraps(expression)
+    def run(*arrays):
+        if _active["name"] != "cupy":
+            return (numpy or expression)(*arrays)
+        if "gpu" not in kernels:  # compiled once per process, for each dtype at its first call
+            kernels["gpu"] = _active["lib"].fuse(kernel_name=expression.__name__.strip("_"))(expression)
+        return kernels["gpu"](*arrays)
+
+    run.expression = expression
+    return run
 
 
 def sum_last_axis(a):

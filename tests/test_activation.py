@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 from layer_checks import assert_gradcheck, assert_matches_torch, randn
 from minilm import to_numpy
 from minilm.backend import asarray
-from minilm.nn.activation import GELU, ReLU
-from minilm.tolerances import GRADCHECK
+from minilm.nn.activation import GELU, ReLU, gelu_exact, gelu_exact_grad, gelu_tanh, gelu_tanh_grad
+from minilm.tolerances import GRADCHECK, TORCH
 
 B, T, C = 2, 3, 7  # all different, as everywhere in the suite
 FORMS = ["tanh", "none"]
@@ -148,3 +148,18 @@ def test_relu_computes_in_input_dtype():
     y = layer(x)
     dx = layer.backward(asarray(np.ones((B, T, C), dtype=np.float32)))
     assert y.dtype == np.float32 and dx.dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("kernel, arity", [(gelu_tanh, 1), (gelu_tanh_grad, 2), (gelu_exact, 1), (gelu_exact_grad, 2)],
+                         ids=["gelu_tanh", "gelu_tanh_grad", "gelu_exact", "gelu_exact_grad"])
+def test_each_kernel_equals_its_formula_as_written(kernel, arity, dtype):
+    """NumPy: the in-place rewrite against the one-line formula. GPU: the fused kernel against the formula
+    run operator by operator. Either way the same maths, so only rounding may differ; and the dtype holds."""
+    rng = np.random.default_rng(13)
+    arrays = [randn(rng, 4, 8, 64, dtype=dtype, scale=3.0) for _ in range(arity)]  # (B, T, 4C)-like, wide range
+    got, expected = kernel(*arrays), kernel.expression(*arrays)
+    assert got.dtype == np.dtype(dtype) and got.shape == expected.shape
+    expected = to_numpy(expected)
+    np.testing.assert_allclose(to_numpy(got), expected, rtol=TORCH[dtype]["rtol"],
+                               atol=TORCH[dtype]["atol"] * np.abs(expected).max())

@@ -15,12 +15,15 @@ dtype:    everything runs in the dtype of x (the constants are Python floats, wh
 kept:     GELU keeps x and recomputes tanh / erf in backward, as llm.c does: storing t as well would add a
           second (B, T, 4C) array, the largest activation in the model, to save one tanh per element.
           ReLU keeps only the boolean mask x > 0 (one byte per element, all backward needs).
+kernels:  each formula is written once as it reads above (``_gelu_tanh`` ...) and run through
+          minilm.backend.fused: one kernel on the GPU; on NumPy the tanh form runs an in-place rewrite of
+          the same maths, held to the formula by a parity test.
 ref:      Hendrycks & Gimpel 2016, "Gaussian Error Linear Units", §2; torch.nn.GELU, torch.nn.ReLU
 """
 
 import math
 
-from minilm.backend import erf, is_floating, xp
+from minilm.backend import erf, fused, is_floating, xp
 from minilm.nn.module import Module
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)  # the slope of the tanh approximation's argument
@@ -29,16 +32,71 @@ INV_SQRT_2 = 1.0 / math.sqrt(2.0)  # Φ(x) = ½ (1 + erf(x / √2))
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)  # the normal density's constant
 
 
+def _gelu_tanh(x):
+    """y = ½ x (1 + tanh(u)), u = √(2/π)(x + 0.044715 x³): the formula as written (one kernel on the GPU)."""
+    return 0.5 * x * (1.0 + xp.tanh(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x)))
+
+
+def _gelu_tanh_grad(x, dy):
+    """dx = dy ⊙ (½ (1 + t) + ½ x (1 - t²) √(2/π)(1 + 3·0.044715 x²)), t = tanh(u): as written."""
+    t = xp.tanh(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x))
+    return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * x * x))
+
+
+def _gelu_exact(x):
+    """y = ½ x (1 + erf(x / √2)) = x Φ(x)."""
+    return 0.5 * x * (1.0 + erf(x * INV_SQRT_2))
+
+
+def _gelu_exact_grad(x, dy):
+    """dx = dy ⊙ (Φ(x) + x φ(x)); φ underflows harmlessly to 0 for large |x|."""
+    return dy * (0.5 * (1.0 + erf(x * INV_SQRT_2)) + x * (INV_SQRT_2PI * xp.exp(-0.5 * x * x)))
+
+
+# NumPy's versions of the tanh form: the same maths, in place in one or two buffers. At (B, T, 4C) each
+# temporary of the one-line form costs a pass over memory and an allocation (at the CPU preset they were
+# most of GELU's time, measured); on the GPU the one-line form is compiled into one kernel instead.
+
 def _tanh_of_u(x):
-    """t = tanh(√(2/π)(x + 0.044715 x³)), shared by the tanh form's forward and backward: a fresh array."""
+    """t = tanh(√(2/π)(x + 0.044715 x³)), shared by the in-place forward and backward: a fresh array."""
     # x * x * x, not x**3: NumPy's float32 power takes a slow path for exponent 3 (250x slower, measured).
-    # Built in place in one buffer: at (B, T, 4C) each temporary of the one-line form costs a pass over
-    # memory and an allocation (at the CPU preset they were most of this function's time, measured).
     t = x * x  # (..., C) like x
     t *= SQRT_2_OVER_PI * GELU_CUBIC
     t += SQRT_2_OVER_PI
     t *= x  # u = x (√(2/π) + √(2/π)·0.044715 x²), the same u in four passes over memory
     return xp.tanh(t, out=t)  # (..., C) t = tanh(u)
+
+
+def _gelu_tanh_in_place(x):
+    y = _tanh_of_u(x)  # (..., C) t, a fresh buffer that becomes y:
+    y += 1.0
+    y *= x
+    y *= 0.5  # y = ½ x (1 + t), in place
+    return y
+
+
+def _gelu_tanh_grad_in_place(x, dy):
+    t = _tanh_of_u(x)  # (..., C) recomputed rather than kept (see the module docstring)
+    # dy/dx = ½ (1 + t) + ½ x (1 - t²) u' = ½ (1 + t) (1 + x (1 - t) u'), as 1 - t² = (1 - t)(1 + t);
+    # the factored form is evaluated in place in two buffers (t and dx) instead of ten temporaries.
+    dx = x * x  # (..., C)
+    dx *= 3.0 * GELU_CUBIC * SQRT_2_OVER_PI
+    dx += SQRT_2_OVER_PI  # u' = √(2/π)(1 + 3·0.044715 x²)
+    dx *= x
+    one_minus_t = xp.subtract(1.0, t, out=t)  # (..., C) t's buffer, reused
+    dx *= one_minus_t
+    dx += 1.0  # 1 + x (1 - t) u'
+    one_plus_t = xp.subtract(2.0, one_minus_t, out=t)  # 1 + t = 2 - (1 - t)
+    dx *= one_plus_t
+    dx *= dy
+    dx *= 0.5
+    return dx  # (..., C)
+
+
+gelu_tanh = fused(_gelu_tanh, numpy=_gelu_tanh_in_place)
+gelu_tanh_grad = fused(_gelu_tanh_grad, numpy=_gelu_tanh_grad_in_place)
+gelu_exact = fused(_gelu_exact)
+gelu_exact_grad = fused(_gelu_exact_grad)
 
 
 def _check_floating(name, x):
@@ -57,37 +115,12 @@ class GELU(Module):
     def forward(self, x):
         _check_floating("GELU", x)
         self.x = x
-        if self.approximate == "tanh":
-            y = _tanh_of_u(x)  # (..., C) t, a fresh buffer that becomes y:
-            y += 1.0
-            y *= x
-            y *= 0.5  # y = ½ x (1 + t), in place
-            return y
-        return 0.5 * x * (1.0 + erf(x * INV_SQRT_2))  # (..., C)
+        return gelu_tanh(x) if self.approximate == "tanh" else gelu_exact(x)  # (..., C)
 
     def backward(self, dy):
-        x = self.x
-        if self.approximate == "tanh":
-            t = _tanh_of_u(x)  # (..., C) recomputed rather than kept (see the module docstring)
-            # forward: y = ½ x (1 + t),  t = tanh(u),  u = √(2/π)(x + 0.044715 x³);  tanh' = 1 - t²
-            # dy/dx = ½ (1 + t) + ½ x (1 - t²) u' = ½ (1 + t) (1 + x (1 - t) u'), as 1 - t² = (1 - t)(1 + t);
-            # the factored form is evaluated in place in two buffers (t and dx) instead of ten temporaries.
-            dx = x * x  # (..., C)
-            dx *= 3.0 * GELU_CUBIC * SQRT_2_OVER_PI
-            dx += SQRT_2_OVER_PI  # u' = √(2/π)(1 + 3·0.044715 x²)
-            dx *= x
-            one_minus_t = xp.subtract(1.0, t, out=t)  # (..., C) t's buffer, reused
-            dx *= one_minus_t
-            dx += 1.0  # 1 + x (1 - t) u'
-            one_plus_t = xp.subtract(2.0, one_minus_t, out=t)  # 1 + t = 2 - (1 - t)
-            dx *= one_plus_t
-            dx *= dy
-            dx *= 0.5
-            return dx  # (..., C)
-        # forward: y = x Φ(x)
-        cdf = 0.5 * (1.0 + erf(x * INV_SQRT_2))  # (..., C) Φ(x)
-        pdf = INV_SQRT_2PI * xp.exp(-0.5 * x * x)  # (..., C) φ(x); underflows harmlessly to 0 for large |x|
-        return dy * (cdf + x * pdf)  # (..., C)
+        # forward: y = GELU(x), element-wise, so dx = dy ⊙ GELU'(x) (the module docstring's two forms)
+        grad = gelu_tanh_grad if self.approximate == "tanh" else gelu_exact_grad
+        return grad(self.x, dy)  # (..., C)
 
 
 class ReLU(Module):
