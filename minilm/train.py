@@ -31,6 +31,7 @@ from minilm.checkpoint import check_config, load_checkpoint, save_checkpoint
 from minilm.hf import gpt2_tokenizer, load_gpt2
 from minilm.data import BPETokenizer, CharTokenizer, get_batch, load_text, rng_from_state, split, tokenizer_from_dict
 from minilm.models import GPT, GPTConfig
+from minilm.nn.attention import MultiHeadAttention
 from minilm.nn.dropout import Dropout
 from minilm.nn.loss import CrossEntropyLoss
 from minilm.optim import AdamW, WarmupCosine, clip_grad_norm, decay_groups
@@ -38,7 +39,8 @@ from minilm.optim import AdamW, WarmupCosine, clip_grad_norm, decay_groups
 MODEL_FIELDS = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "pos", "norm", "tie_weights")
 CHOICES = {"backend": BACKENDS, "pos": ("learned", "sinusoidal"), "norm": ("pre", "post"), "tokenizer": ("char", "bpe")}
 # fields a resumed run may change without changing what is being trained
-RESUMABLE_CHANGES = ("max_iters", "eval_interval", "eval_iters", "out", "resume", "sample_tokens", "backend", "data")
+RESUMABLE_CHANGES = ("max_iters", "eval_interval", "eval_iters", "out", "resume", "sample_tokens", "backend", "data",
+                     "recompute_attention")
 
 
 @dataclass
@@ -72,6 +74,7 @@ class TrainConfig:
     beta1: float = 0.9  # Adam's first-moment decay
     beta2: float = 0.99  # second-moment decay; 0.99 rather than 0.999 because few tokens per step
     grad_clip: float = 1.0  # clip the global gradient norm to this; 0 disables
+    recompute_attention: bool = False  # recompute attention weights in backward, not keep them: B·H·T² fewer numbers per layer
     # evaluation and output
     eval_interval: int = 250  # steps between loss estimates and checkpoints
     eval_iters: int = 20  # batches per loss estimate (per split)
@@ -141,6 +144,9 @@ class Trainer:
             self.tokenizer = (BPETokenizer.train(text, cfg.vocab_size) if cfg.tokenizer == "bpe"
                               else CharTokenizer.from_text(text))
             self.model = GPT(model_config(cfg, self.tokenizer.vocab_size), rng=cfg.seed)
+        for _, module in self.model.named_modules():  # a memory/compute trade, not part of the architecture
+            if isinstance(module, MultiHeadAttention):
+                module.keep_weights = not cfg.recompute_attention
         if cfg.block_size > self.model.config.block_size:
             raise ValueError(f"block_size {cfg.block_size} exceeds the model's context of {self.model.config.block_size}")
         self.train_data, self.val_data = split(self.tokenizer.encode(text))

@@ -362,6 +362,34 @@ def test_dropout_acts_in_training_only_and_its_backward_is_right():
     assert_gradcheck(FixedDropoutMask(layer.train(), seed=14), x, h=FD_STEP)
 
 
+@pytest.mark.parametrize("causal,padded", MASKS)
+def test_recomputing_the_weights_in_backward_gives_the_same_gradients(causal, padded):
+    """keep_weights=False holds no (B, H, T, T) array after forward, and backward's recomputed A is forward's A:
+    every gradient equals the kept-weights layer's, dropout (its mask reused from forward) included."""
+    x, dout = randn(np.random.default_rng(16), B, T, C), randn(np.random.default_rng(17), B, T, C)
+    mask = right_padding(B, T) if padded else None
+    results = []
+    for keep in (True, False):
+        layer = mha(np.random.default_rng(18), causal=causal, dropout=0.3).to("float64")
+        layer.keep_weights = keep
+        y = layer(x, key_padding_mask=mask)
+        kept_square = [a for a in layer.cache if getattr(a, "shape", None) == (B, H, T, T)]  # A, not the mask
+        assert (layer.attention_weights is None and not kept_square) if not keep else len(kept_square) == 1
+        dx = layer.backward(dout)
+        results.append({"y": to_numpy(y), "dx": to_numpy(dx),
+                        **{name: to_numpy(param.grad) for name, param in layer.named_parameters()}})
+    for name, kept in results[0].items():
+        np.testing.assert_allclose(results[1][name], kept, rtol=TORCH["float64"]["rtol"],
+                                   atol=TORCH["float64"]["atol"] * np.abs(kept).max(), err_msg=name)
+
+
+def test_recomputed_weights_pass_the_gradient_check():
+    rng = np.random.default_rng(19)
+    layer = mha(rng, causal=True)
+    layer.keep_weights = False
+    assert_mha_gradcheck(layer, randn(rng, B, T, C), key_padding_mask=right_padding(B, T))
+
+
 def test_gradients_accumulate_across_backward_calls():
     rng = np.random.default_rng(15)
     layer, x, dout = mha(rng).to("float64"), randn(rng, B, T, C), randn(rng, B, T, C)

@@ -68,6 +68,23 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, dro
         np.testing.assert_allclose(weights(resumed.model)[name], expected, rtol=1e-6, atol=1e-7, err_msg=name)
 
 
+def test_recomputing_attention_weights_changes_memory_not_training(tmp_path):
+    from minilm.nn.attention import MultiHeadAttention
+
+    runs = [Trainer(tiny(tmp_path / str(recompute), max_iters=4, eval_interval=4, dropout=0.1,
+                         recompute_attention=recompute), log=quiet) for recompute in (False, True)]
+    for run in runs:
+        run.train()
+    layers = [m for _, m in runs[1].model.named_modules() if isinstance(m, MultiHeadAttention)]
+    assert layers and not any(layer.keep_weights for layer in layers)
+    for name, expected in weights(runs[0].model).items():
+        np.testing.assert_allclose(weights(runs[1].model)[name], expected, rtol=1e-6, atol=1e-7, err_msg=name)
+    # a memory setting, not the model: a run may resume with it switched
+    resumed = Trainer(tiny(tmp_path / "False", max_iters=6, eval_interval=4, dropout=0.1, recompute_attention=True,
+                           resume=True), log=quiet)
+    assert resumed.step == 4 and resumed.train()[-1]["step"] == 6
+
+
 def test_resume_refuses_a_different_model(tmp_path):
     Trainer(tiny(tmp_path, max_iters=2, eval_interval=2), log=quiet).train()
     with pytest.raises(ValueError, match="n_embd: checkpoint has 12, wanted 16"):

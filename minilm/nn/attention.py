@@ -50,7 +50,9 @@ dtype:    everything runs in the dtype of the input; the -inf mask is built in i
 memory:   A is the only array quadratic in T: B·H·T² numbers per layer. GPT-2 small in float32 (B = 8,
           T = 1024, H = 12) keeps 400 MB of A per layer, 4.8 GB over 12 layers, ten times its weights;
           dropout keeps another (B, H, T, T) array, its mask. FlashAttention (Dao et al. 2022) keeps
-          neither: it recomputes A block by block in the backward pass.
+          neither: it recomputes A block by block in the backward pass. ``keep_weights=False`` recomputes A
+          whole instead (one more Q Kᵀ and softmax per backward): A then lives only while its own layer's
+          backward runs (benchmarks/bench_memory.py: A is half of GPT-2's kept activations at T = 1024).
 ref:      Vaswani et al. 2017, §3.2; torch.nn.functional.scaled_dot_product_attention; torch.nn.MultiheadAttention
 """
 
@@ -64,9 +66,10 @@ from minilm.nn.linear import Linear
 from minilm.nn.module import Module, Parameter, host_rng, init_uniform
 from minilm.nn.softmax import softmax_in_place
 
-# What the attention backward needs. A: the softmax output before dropout; dropout: None or the Dropout
-# module that acted on A (it holds its own mask); scale: the factor on Q Kᵀ (1/√hs unless given).
-AttentionCache = namedtuple("AttentionCache", "q k v A scale dropout")
+# What the attention backward needs. A: the softmax output before dropout, or None when not kept (then
+# backward recomputes it from q, k, the mask and the scale); dropout: None or the Dropout module that acted
+# on A (it holds its own mask); scale: the factor on Q Kᵀ (1/√hs unless given); mask: M, or None.
+AttentionCache = namedtuple("AttentionCache", "q k v A scale dropout mask")
 
 
 def attention_mask(B, T, causal=False, key_padding_mask=None, dtype=None):
@@ -99,11 +102,22 @@ def _causal_mask(T, dtype, backend):
     return attention_mask(1, T, causal=True, dtype=dtype)  # (1, 1, T, T)
 
 
-def scaled_dot_product_attention(q, k, v, mask=None, scale=None, dropout=None):
+def attention_weights(q, k, mask, scale):
+    """A = softmax(Q Kᵀ · scale + M) (..., T, T), computed in the scores' own memory."""
+    S = q @ k.swapaxes(-1, -2)  # (..., T, T)
+    S *= scale
+    shift = softmax_shift(S)  # taken before the mask, whose -inf would hide the smallest score
+    if mask is not None:
+        S += mask  # -inf on masked pairs; S is a fresh array, so in place is safe
+    return softmax_in_place(S, axis=-1, shift=shift)  # (..., T, T) in S's memory; all-(-inf) rows give zeros
+
+
+def scaled_dot_product_attention(q, k, v, mask=None, scale=None, dropout=None, keep_weights=True):
     """Y = dropout(softmax(Q Kᵀ · scale + M)) V over the last two axes; returns (Y, cache).
 
     q, k, v: (..., T, hs), e.g. (B, H, T, hs). mask: additive (0 or -inf), broadcastable to (..., T, T),
     e.g. from ``attention_mask``. scale: 1/√hs by default. dropout: None or a Dropout module.
+    keep_weights: False leaves A out of the cache, and backward recomputes it (the module docstring's memory).
     """
     if q.ndim < 2 or q.shape != k.shape or q.shape != v.shape:
         raise ValueError(f"q, k and v must share one shape (..., T, hs), got {q.shape}, {k.shape}, {v.shape}")
@@ -116,20 +130,17 @@ def scaled_dot_product_attention(q, k, v, mask=None, scale=None, dropout=None):
                 m not in (1, s) for m, s in zip(mask.shape[::-1], scores_shape[::-1])):
             raise ValueError(f"mask of shape {mask.shape} does not broadcast to the scores {scores_shape}")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    S = q @ k.swapaxes(-1, -2)  # (..., T, T)
-    S *= scale
-    shift = softmax_shift(S)  # taken before the mask, whose -inf would hide the smallest score
-    if mask is not None:
-        S += mask  # -inf on masked pairs; S is a fresh array, so in place is safe
-    A = softmax_in_place(S, axis=-1, shift=shift)  # (..., T, T) in S's memory; all-(-inf) rows give zeros
+    A = attention_weights(q, k, mask, scale)  # (..., T, T)
     Ad = A if dropout is None else dropout(A)  # (..., T, T)
     y = Ad @ v  # (..., T, hs)
-    return y, AttentionCache(q, k, v, A, scale, dropout)
+    return y, AttentionCache(q, k, v, A if keep_weights else None, scale, dropout, mask)
 
 
 def scaled_dot_product_attention_backward(dy, cache):
     """(dQ, dK, dV) for dY (..., T, hs), the gradient of the output of ``scaled_dot_product_attention``."""
-    q, k, v, A, scale, dropout = cache
+    q, k, v, A, scale, dropout, mask = cache
+    if A is None:  # not kept: the same computation as forward's, so the same A
+        A = attention_weights(q, k, mask, scale)  # (..., T, T)
     # dropout's backward multiplies by the mask it kept, so applied to A it gives back dropout(A) exactly
     Ad = A if dropout is None else dropout.backward(A)  # (..., T, T)
     # forward: y = Ad V
@@ -189,15 +200,16 @@ class MultiHeadAttention(Module):
     in_proj_weight (3C, C): xavier-uniform, U(±√(6 / (C + 3C))); in_proj_bias (3C,): zeros;
     out_proj: a Linear(C, C), torch's default init with its bias zeroed, as torch does.
     rng: a seed or NumPy Generator for the initialisation; the attention dropout is seeded from it.
+    keep_weights: False recomputes A in backward instead of keeping it, and ``.attention_weights`` is None.
     """
 
-    def __init__(self, d_model, n_heads, bias=True, causal=False, dropout=0.0, rng=None):
+    def __init__(self, d_model, n_heads, bias=True, causal=False, dropout=0.0, rng=None, keep_weights=True):
         if n_heads < 1 or d_model < 1:
             raise ValueError(f"d_model and n_heads must be positive, got d_model {d_model}, n_heads {n_heads}")
         if d_model % n_heads != 0:
             raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
         self.d_model, self.n_heads, self.head_size = d_model, n_heads, d_model // n_heads
-        self.causal = causal
+        self.causal, self.keep_weights = causal, keep_weights
         rng = host_rng(rng)
         C = d_model
         self.in_proj_weight = Parameter(init_uniform(rng, (3 * C, C), math.sqrt(6.0 / (C + 3 * C))))  # (3C, C)
@@ -222,8 +234,9 @@ class MultiHeadAttention(Module):
             mask = _causal_mask(T, x.dtype, backend_name())  # (1, 1, T, T) the same for every call at this T
         else:
             mask = attention_mask(B, T, self.causal, key_padding_mask, x.dtype)  # (B or 1, 1, T, T)
-        y, self.cache = scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], mask, dropout=self.attn_dropout)
-        self.attention_weights = self.cache.A  # (B, H, T, T) before dropout, for the heatmaps
+        y, self.cache = scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], mask, dropout=self.attn_dropout,
+                                                     keep_weights=self.keep_weights)
+        self.attention_weights = self.cache.A  # (B, H, T, T) before dropout, for the heatmaps; or None
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, C) the heads side by side again
         return self.out_proj(y)  # (B, T, C)
 
