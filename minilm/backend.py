@@ -89,11 +89,14 @@ def to_numpy(a):
 
 
 def default_rng(seed=None):
-    """A seeded random Generator on the active backend; pass it to whatever draws random numbers."""
+    """A seeded random Generator on the active backend, for draws wanted on the device directly.
+
+    minilm's own layers keep their random state in a NumPy Generator on the host instead (see ``uniform``):
+    a device Generator's state cannot be saved, so a run using one could not resume exactly.
+    """
     return _active["lib"].random.default_rng(seed)
 
 
-PHILOX4_32_10 = 161  # curand.h's CURAND_RNG_PSEUDO_PHILOX4_32_10: a counter-based generator, cheap to re-seed
 _device_generators = {}  # GPU id -> the one cuRAND Philox generator ``uniform`` re-seeds on every call
 
 
@@ -110,9 +113,11 @@ def uniform(rng, shape, dtype):
         lib = _active["lib"]
         device = lib.cuda.Device().id
         if device not in _device_generators:
-            _device_generators[device] = lib.random.RandomState(method=PHILOX4_32_10)
+            # Philox: counter-based, so re-seeding it on every call costs nothing
+            _device_generators[device] = lib.random.RandomState(method=lib.cuda.curand.CURAND_RNG_PSEUDO_PHILOX4_32_10)
         generator = _device_generators[device]
-        generator.seed(rng.integers(2**64, dtype=np.uint64))  # a uint64 scalar: CuPy casts the seed only safely
+        # a np.uint64, not a Python int: seed() casts to uint64 with casting="safe", which refuses an int64
+        generator.seed(rng.integers(2**64, dtype=np.uint64))
         return generator.random_sample(shape, dtype=dtype)
     return rng.random(shape, dtype=dtype)
 
@@ -165,7 +170,7 @@ def fused(expression, numpy=None):
             kernels["gpu"] = _active["lib"].fuse(kernel_name=expression.__name__.strip("_"))(expression)
         return kernels["gpu"](*arrays)
 
-    run.expression = expression
+    run.expression, run.numpy = expression, numpy
     return run
 
 

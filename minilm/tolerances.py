@@ -14,6 +14,9 @@ TORCH = {
     # float32 ulp is 6e-8; sums over a few hundred terms in different orders lose ~sqrt(N) ulps, and
     # gradients that cancel to near zero (LayerNorm dx, softmax dx) are covered by the scaled atol.
     "float32": dict(rtol=1e-5, atol=1e-6),
+    # A whole model in float32 (logits, loss and every gradient of a GPT): each layer's roundings feed
+    # the next, through a few blocks and the tied head, so one order of magnitude more than a layer.
+    "float32_model": dict(rtol=1e-4, atol=1e-5),
 }
 
 GRADCHECK = {

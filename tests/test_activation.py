@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from layer_checks import assert_gradcheck, assert_matches_torch, randn
 from minilm import to_numpy
-from minilm.backend import asarray
+from minilm.backend import CPU, asarray, backend_name
 from minilm.nn.activation import GELU, ReLU, gelu_exact, gelu_exact_grad, gelu_tanh, gelu_tanh_grad
 from minilm.tolerances import GRADCHECK, TORCH
 
@@ -156,6 +156,8 @@ def test_relu_computes_in_input_dtype():
 def test_each_kernel_equals_its_formula_as_written(kernel, arity, dtype):
     """NumPy: the in-place rewrite against the one-line formula. GPU: the fused kernel against the formula
     run operator by operator. Either way the same maths, so only rounding may differ; and the dtype holds."""
+    if kernel.numpy is None and backend_name() == CPU:
+        pytest.skip("on NumPy this kernel is its formula itself: nothing to compare (the GPU compiles it)")
     rng = np.random.default_rng(13)
     arrays = [randn(rng, 4, 8, 64, dtype=dtype, scale=3.0) for _ in range(arity)]  # (B, T, 4C)-like, wide range
     got, expected = kernel(*arrays), kernel.expression(*arrays)

@@ -77,6 +77,7 @@ def _gelu_tanh_in_place(x):
 
 def _gelu_tanh_grad_in_place(x, dy):
     t = _tanh_of_u(x)  # (..., C) recomputed rather than kept (see the module docstring)
+    # forward: y = ½ x (1 + t),  t = tanh(u),  u = √(2/π)(x + 0.044715 x³);  tanh' = 1 - t²
     # dy/dx = ½ (1 + t) + ½ x (1 - t²) u' = ½ (1 + t) (1 + x (1 - t) u'), as 1 - t² = (1 - t)(1 + t);
     # the factored form is evaluated in place in two buffers (t and dx) instead of ten temporaries.
     dx = x * x  # (..., C)

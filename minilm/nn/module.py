@@ -166,6 +166,13 @@ def init_uniform(rng, shape, bound, dtype=np.float32):
 
 
 def host_rng(seed=None):
-    """A NumPy Generator for initialisation; ``seed`` may also be an existing Generator, passed through."""
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    """A NumPy Generator on the host, for initialisation and dropout: from a seed (an int or None), or an
+    existing NumPy Generator, passed through. Host state is what a checkpoint can save as JSON."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    try:
+        return np.random.default_rng(seed)
+    except TypeError:
+        raise TypeError(f"rng must be a seed (an int or None) or a numpy.random.Generator, "
+                        f"got {type(seed).__module__}.{type(seed).__name__}") from None
 

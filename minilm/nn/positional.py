@@ -19,7 +19,7 @@ ref:      Vaswani et al. 2017, "Attention Is All You Need", §3.5
 
 import math
 
-from minilm.backend import asarray, is_floating, xp
+from minilm.backend import is_floating, xp
 from minilm.nn.module import Module
 
 
@@ -50,8 +50,7 @@ class SinusoidalPositionalEncoding(Module):
             raise ValueError(f"sequence length {T} exceeds max_len {self.max_len}")
         if x.shape[-1] != self.d_model:
             raise ValueError(f"SinusoidalPositionalEncoding expected last dim {self.d_model}, got {x.shape[-1]}")
-        # asarray: the table was built on the backend active when the layer was made, which may not be x's
-        return x + asarray(self.pe[:T], dtype=x.dtype)  # (..., T, C), PE broadcast over the leading axes
+        return x + self.pe[:T].astype(x.dtype)  # (..., T, C), PE broadcast over the leading axes
 
     def backward(self, dy):
         # forward: y = x + PE[:T]  (the same array comes back: adding a constant passes the gradient through)
