@@ -5,7 +5,7 @@
     python benchmarks/bench_train.py --only minilm --seeds 1337,1,2,3   # the spread over seeds
 
 Besides the 20-batch estimate nanoGPT reports, each run measures its final weights on the whole val split
-(every non-overlapping window), which has no sampling noise: the 20-batch figure alone moves by ~±0.015.
+(every non-overlapping window), which has no sampling noise: the 20-batch estimate's own noise is ~±0.012.
 
 Both sides start from the same weights (minilm's GPT-2 init, copied by name into minilm.reference's
 GPTTwin), draw the same batches (minilm.data.get_batch, same seed), follow the same warmup-cosine
@@ -27,7 +27,8 @@ import numpy as np
 
 
 def whole_split_loss(loss_of, data, block_size, batch_size):
-    """Mean cross-entropy over every token of ``data`` in non-overlapping windows of block_size (+ 1 target).
+    """Mean cross-entropy over non-overlapping windows of ``data``: block_size inputs, each window's targets
+    shifted by one, so every token but the first (and a last partial window) is a target once.
 
     ``loss_of(x, y)`` is a side's mean loss of one (B, T) batch as a float; batches are weighted by tokens.
     """
@@ -115,7 +116,8 @@ def run_torch(cfg):
 def one_side(args):
     from minilm.train import PRESETS
 
-    cfg = dataclasses.replace(PRESETS[args.preset], backend=args.backend, out=args.out, sample_tokens=0, seed=args.seed,
+    cfg = dataclasses.replace(PRESETS[args.preset], backend=args.backend, out=args.out, sample_tokens=0,
+                              **({"seed": args.seed} if args.seed is not None else {}),
                               **({"max_iters": args.max_iters} if args.max_iters else {}))
     if args.max_iters:
         cfg = dataclasses.replace(cfg, eval_interval=min(cfg.eval_interval, args.max_iters))
@@ -134,21 +136,23 @@ def main():
     parser.add_argument("--backend", default="numpy")
     parser.add_argument("--out", default="out/bench-train")
     parser.add_argument("--only", choices=["minilm", "torch"], default=None)
-    parser.add_argument("--seeds", default="1337", help="comma-separated seeds, each a run per side (default 1337)")
+    parser.add_argument("--seeds", default=[None], type=lambda text: [int(seed) for seed in text.split(",")],
+                        help="comma-separated seeds, each a run per side (default: the preset's seed)")
     parser.add_argument("--side", choices=["minilm", "torch"], help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, default=1337, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
         return one_side(args)
     results = []
-    for seed in [int(seed) for seed in args.seeds.split(",")]:
+    for seed in args.seeds:
         for side in [args.only] if args.only else ["minilm", "torch"]:
             out = f"{args.out}-{side}-{seed}-{int(time.time())}"
-            command = [sys.executable, __file__, "--side", side, "--seed", str(seed), "--preset", args.preset,
-                       "--backend", args.backend, "--out", out] + (["--max-iters", str(args.max_iters)] if args.max_iters else [])
+            command = [sys.executable, __file__, "--side", side, "--preset", args.preset, "--backend", args.backend,
+                       "--out", out, *(["--max-iters", str(args.max_iters)] if args.max_iters else []),
+                       *(["--seed", str(seed)] if seed is not None else [])]
             line = subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             results.append(json.loads(line))
-            print(f"{side} seed {seed}: val {results[-1]['val']:.4f}, whole val {results[-1]['whole_val']:.4f}", flush=True)
+            print(f"{side} seed {results[-1]['seed']}: val {results[-1]['val']:.4f}, whole val {results[-1]['whole_val']:.4f}", flush=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset: autodetect)')}")
     print("| side | seed | steps | final train loss | final val loss (20 batches) | whole val split | wall time (s) | tokens/s |")
@@ -166,6 +170,7 @@ def main():
     if len(results) == 2 and results[0]["side"] != results[1]["side"]:
         print(f"minilm / torch wall-time ratio: {results[0]['seconds'] / results[1]['seconds']:.2f}")
     assert all(math.isfinite(r["val"]) and math.isfinite(r["whole_val"]) for r in results)
+
 
 if __name__ == "__main__":
     main()
