@@ -26,42 +26,21 @@ import time
 import numpy as np
 
 
-def whole_split_loss(loss_of, data, block_size, batch_size):
-    """Mean cross-entropy over non-overlapping windows of ``data``: block_size inputs, each window's targets
-    shifted by one, so every token but the first (and a last partial window) is a target once.
-
-    ``loss_of(x, y)`` is a side's mean loss of one (B, T) batch as a float; batches are weighted by tokens.
-    """
-    data = np.asarray(data)
-    starts = np.arange(0, len(data) - block_size, block_size)  # s + T + 1 <= N
-    total = 0.0
-    for first in range(0, len(starts), batch_size):
-        windows = data[starts[first:first + batch_size, None] + np.arange(block_size + 1)]
-        total += loss_of(windows[:, :-1].astype(np.int64), windows[:, 1:].astype(np.int64)) * windows[:, 1:].size
-    return total / (len(starts) * block_size)
-
-
 def run_minilm(cfg):
-    from minilm.backend import asarray
-    from minilm.nn.loss import CrossEntropyLoss
-    from minilm.train import Trainer
+    from minilm.train import Trainer, split_loss
 
     trainer = Trainer(cfg, log=lambda *_: None)
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
-    trainer.model.eval()
-    criterion = CrossEntropyLoss()
-    whole = whole_split_loss(lambda x, y: float(criterion(trainer.model(asarray(x)), asarray(y))),
-                             trainer.val_data, cfg.block_size, cfg.batch_size)
-    return trainer.history, seconds, whole
+    return trainer.history, seconds, split_loss(trainer.model, trainer.val_data, cfg)
 
 
 def run_torch(cfg):
     import torch
 
     from minilm import reference
-    from minilm.data import CharTokenizer, get_batch, load_text, split
+    from minilm.data import CharTokenizer, every_window, get_batch, load_text, split
     from minilm.models import GPT
     from minilm.optim import WarmupCosine
     from minilm.train import model_config
@@ -106,11 +85,13 @@ def run_torch(cfg):
         optimizer.step()
     seconds = time.perf_counter() - started
     model.eval()
-    with torch.no_grad():
-        whole = whole_split_loss(lambda x, y: torch.nn.functional.cross_entropy(
-            model(torch.from_numpy(x)).flatten(0, 1), torch.from_numpy(y).flatten()).item(),
-            val_data, cfg.block_size, cfg.batch_size)
-    return history, seconds, whole
+    total, count = 0.0, 0
+    with torch.no_grad():  # minilm.train.split_loss's windows, in torch
+        for x, y in every_window(val_data, cfg.batch_size, cfg.block_size):
+            x, y = torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(y))
+            total += torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten()).item() * y.numel()
+            count += y.numel()
+    return history, seconds, total / count
 
 
 def one_side(args):

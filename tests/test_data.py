@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minilm import to_numpy
-from minilm.data.batching import get_batch, rng_from_state
+from minilm.data.batching import every_window, get_batch, rng_from_state
 from minilm.data.char_tokenizer import CharTokenizer
 from minilm.data.corpus import load_text, split
 
@@ -285,6 +285,18 @@ def test_same_seed_gives_the_same_batches():
         np.testing.assert_array_equal(to_numpy(ya), to_numpy(yb))
     xc, _ = get_batch(data, 5, 12, np.random.default_rng(8))
     assert not np.array_equal(to_numpy(xc), to_numpy(get_batch(data, 5, 12, np.random.default_rng(7))[0]))
+
+
+@pytest.mark.parametrize("n", [41, 49, 50])  # windows fit with room over, exactly (N = W T + 1), one short
+def test_every_window_makes_each_token_after_the_first_a_target_once(n):
+    data, T = np.arange(100, 100 + n), 8
+    batches = [tuple(to_numpy(a) for a in pair) for pair in every_window(data, 3, T)]
+    assert all(x.dtype == y.dtype == np.int64 and x.shape == y.shape and x.shape[1] == T for x, y in batches)
+    assert [len(x) for x, _ in batches][:-1] == [3] * (len(batches) - 1)  # only the last may be short
+    x, y = (np.concatenate(parts) for parts in zip(*batches))
+    np.testing.assert_array_equal(y, x + 1)  # each target is the next token (the data counts up by one)
+    windows = (n - 1) // T  # whole windows of T + 1 that fit, stepping by T
+    np.testing.assert_array_equal(y.ravel(), data[1:1 + windows * T])
 
 
 def test_restored_rng_state_resumes_the_same_sequence():

@@ -85,6 +85,31 @@ def test_recomputing_attention_weights_changes_memory_not_training(tmp_path):
     assert resumed.step == 4 and resumed.train()[-1]["step"] == 6
 
 
+def test_split_loss_is_the_mean_over_every_window(tmp_path):
+    from minilm.nn.loss import CrossEntropyLoss
+    from minilm.train import split_loss
+
+    trainer = Trainer(tiny(tmp_path, max_iters=2, eval_interval=2), log=quiet)
+    cfg, val = trainer.cfg, trainer.val_data
+    n = (len(val) - 1) // cfg.block_size * cfg.block_size  # targets: every token after the first, whole windows
+    x = np.asarray(val[:n]).reshape(-1, cfg.block_size)  # (W, T) all the windows in one batch
+    y = np.asarray(val[1:n + 1]).reshape(-1, cfg.block_size)
+    trainer.model.eval()
+    expected = float(CrossEntropyLoss()(trainer.model(x), y))
+    assert split_loss(trainer.model, val, cfg) == pytest.approx(expected, rel=1e-5)  # float32 sums, other order
+    assert trainer.model.training  # back in training mode afterwards, as estimate_loss leaves it
+
+
+def test_the_command_ends_with_the_whole_split_val_loss(tmp_path, capsys):
+    from minilm.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "out"), "--max-iters", "2", "--eval-interval", "2",
+                 "--block-size", "16", "--n-layer", "1", "--n-head", "2", "--n-embd", "12", "--batch-size", "4",
+                 "--eval-iters", "2", "--sample-tokens", "0"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("val loss of the final weights on the whole val split") and 0 < float(last.split()[-1]) < 5
+
+
 def test_resume_refuses_a_different_model(tmp_path):
     Trainer(tiny(tmp_path, max_iters=2, eval_interval=2), log=quiet).train()
     with pytest.raises(ValueError, match="n_embd: checkpoint has 12, wanted 16"):

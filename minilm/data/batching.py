@@ -44,6 +44,19 @@ def get_batch(data, batch_size, block_size, rng):
     return asarray(x), asarray(y)
 
 
+def every_window(data, batch_size, block_size):
+    """(x, y) batches, as ``get_batch``'s, of every non-overlapping window of ``data`` in order: starts 0, T,
+    2T, ... while a whole window of T + 1 fits. Every token but the first (and a last partial window's) is a
+    target exactly once, so a mean over them is a split's loss without get_batch's sampling noise.
+    The last batch may hold fewer than ``batch_size`` windows."""
+    data = np.asarray(data)
+    starts = np.arange(0, len(data) - block_size, block_size)  # (W,) s + T + 1 <= N
+    for first in range(0, len(starts), batch_size):
+        windows = data[starts[first:first + batch_size, None] + np.arange(block_size + 1)]  # (b, T + 1)
+        yield (asarray(np.ascontiguousarray(windows[:, :-1], dtype=np.int64)),
+               asarray(np.ascontiguousarray(windows[:, 1:], dtype=np.int64)))
+
+
 def rng_from_state(state):
     """A NumPy Generator continuing from ``state`` (a ``rng.bit_generator.state`` dict, e.g. read from JSON)."""
     if not isinstance(state, dict) or "bit_generator" not in state:
