@@ -2,6 +2,7 @@
 
     python benchmarks/bench_memory.py                          # GPT-2 124M shape, B = 1 and 2, T = 1024
     python benchmarks/bench_memory.py --batch 4 --seq 512
+    python benchmarks/bench_memory.py --batch 1 --time 3    # also what recomputing A costs in time
 
 Two measurements, each side in a fresh process of its own:
 - kept: after minilm's forward, every array a module holds for its backward (its cache), summed by module
@@ -12,14 +13,18 @@ Two measurements, each side in a fresh process of its own:
   torch side is nanoGPT's model (bench_step.py's), whose F.scaled_dot_product_attention(is_causal=True)
   keeps no (B, H, T, T) weights. On the CPU this stands in for the GPU comparison the issue names (CuPy's
   pool against torch.cuda.max_memory_allocated), which needs a GPU.
+- time (--time N): minilm's forward + loss + backward with A kept and with A recomputed, N steps each,
+  alternating in one process (both sides are NumPy, so no BLAS threads of another library spin between).
 """
 
 import argparse
 import collections
 import json
 import re
+import statistics
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -49,18 +54,43 @@ def kept_arrays(modules):
     return kept
 
 
+def set_keep_weights(model, keep):
+    from minilm.nn.attention import MultiHeadAttention
+
+    for _, module in model.named_modules():
+        if isinstance(module, MultiHeadAttention):
+            module.keep_weights = keep
+
+
+def recompute_cost(batch, seq, steps):
+    """Median seconds of one forward + loss + backward, A kept and A recomputed, alternating turns."""
+    from minilm.models import GPT, GPTConfig
+    from minilm.nn.loss import CrossEntropyLoss
+
+    model = GPT(GPTConfig(**SHAPE), rng=0)
+    idx = np.random.default_rng(0).integers(0, SHAPE["vocab_size"], (batch, seq + 1))
+    times = {True: [], False: []}
+    for turn in range(steps):
+        for keep in (True, False) if turn % 2 == 0 else (False, True):
+            set_keep_weights(model, keep)
+            started = time.perf_counter()
+            criterion = CrossEntropyLoss()
+            criterion(model(idx[:, :-1]), idx[:, 1:])
+            model.zero_grad()
+            model.backward(criterion.backward())
+            times[keep].append(time.perf_counter() - started)
+    return statistics.median(times[True]), statistics.median(times[False])
+
+
 def one_side(side, batch, seq):
     idx = np.random.default_rng(0).integers(0, SHAPE["vocab_size"], (batch, seq + 1))
     x, y = idx[:, :-1], idx[:, 1:]
     if side.startswith("minilm"):
         from minilm.models import GPT, GPTConfig
-        from minilm.nn.attention import MultiHeadAttention
         from minilm.nn.loss import CrossEntropyLoss
 
         model, criterion = GPT(GPTConfig(**SHAPE), rng=0), CrossEntropyLoss()
-        for _, module in model.named_modules():
-            if isinstance(module, MultiHeadAttention):
-                module.keep_weights = side != "minilm-recompute"
+        set_keep_weights(model, side != "minilm-recompute")
 
         def step():
             criterion(model(x), y)
@@ -91,6 +121,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seq", type=int, default=1024)
+    parser.add_argument("--time", type=int, default=0, metavar="N",
+                        help="also time N steps of minilm with A kept and with A recomputed (in this process)")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
@@ -114,6 +146,10 @@ def main():
     print("|---|---|---|")
     for name, nbytes in sorted(arrays.items(), key=lambda item: -item[1]):
         print(f"| {name} | {nbytes / 2**20:,.1f} | {nbytes / total:.0%} |")
+    if args.time:
+        kept, recomputed = recompute_cost(args.batch[0], args.seq, args.time)
+        print(f"\nforward + loss + backward at B {args.batch[0]}, T {args.seq}, median of {args.time}: "
+              f"A kept {kept:.2f} s, A recomputed {recomputed:.2f} s ({recomputed / kept - 1:+.1%})")
 
 
 if __name__ == "__main__":
