@@ -54,17 +54,10 @@ def kept_arrays(modules):
     return kept
 
 
-def set_keep_weights(model, keep):
-    from minilm.nn.attention import MultiHeadAttention
-
-    for _, module in model.named_modules():
-        if isinstance(module, MultiHeadAttention):
-            module.keep_weights = keep
-
-
 def recompute_cost(batch, seq, steps):
     """Median seconds of one forward + loss + backward, A kept and A recomputed, alternating turns."""
     from minilm.models import GPT, GPTConfig
+    from minilm.nn.attention import keep_attention_weights
     from minilm.nn.loss import CrossEntropyLoss
 
     model = GPT(GPTConfig(**SHAPE), rng=0)
@@ -72,7 +65,7 @@ def recompute_cost(batch, seq, steps):
     times = {True: [], False: []}
     for turn in range(steps):
         for keep in (True, False) if turn % 2 == 0 else (False, True):
-            set_keep_weights(model, keep)
+            keep_attention_weights(model, keep)
             started = time.perf_counter()
             criterion = CrossEntropyLoss()
             criterion(model(idx[:, :-1]), idx[:, 1:])
@@ -87,10 +80,11 @@ def one_side(side, batch, seq):
     x, y = idx[:, :-1], idx[:, 1:]
     if side.startswith("minilm"):
         from minilm.models import GPT, GPTConfig
+        from minilm.nn.attention import keep_attention_weights
         from minilm.nn.loss import CrossEntropyLoss
 
         model, criterion = GPT(GPTConfig(**SHAPE), rng=0), CrossEntropyLoss()
-        set_keep_weights(model, side != "minilm-recompute")
+        keep_attention_weights(model, side != "minilm-recompute")
 
         def step():
             criterion(model(x), y)

@@ -90,7 +90,7 @@ def minilm_side(spec, device, xs, ys):
     """(step function, sync, peak-memory function) for minilm."""
     from minilm import backend
     from minilm.models import GPT, GPTConfig
-    from minilm.nn.attention import MultiHeadAttention
+    from minilm.nn.attention import keep_attention_weights
     from minilm.nn.loss import CrossEntropyLoss
     from minilm.optim import AdamW, clip_grad_norm, decay_groups
 
@@ -109,9 +109,7 @@ def minilm_side(spec, device, xs, ys):
         sync = xp.cuda.runtime.deviceSynchronize
     model_fields = {k: v for k, v in spec.items() if k not in ("batch_size", "recompute_attention")}
     model = GPT(GPTConfig(**model_fields), rng=1337)
-    for _, module in model.named_modules():
-        if isinstance(module, MultiHeadAttention):
-            module.keep_weights = not spec.get("recompute_attention", False)
+    keep_attention_weights(model, not spec.get("recompute_attention", False))
     optimizer = AdamW(decay_groups(model, 0.1), lr=1e-4, betas=(0.9, 0.99), weight_decay=0.1)
     xs, ys = backend.asarray(xs), backend.asarray(ys)
 

@@ -32,7 +32,7 @@ from minilm.hf import gpt2_tokenizer, load_gpt2
 from minilm.data import (BPETokenizer, CharTokenizer, every_window, get_batch, load_text, rng_from_state, split,
                          tokenizer_from_dict)
 from minilm.models import GPT, GPTConfig
-from minilm.nn.attention import MultiHeadAttention
+from minilm.nn.attention import keep_attention_weights
 from minilm.nn.dropout import Dropout
 from minilm.nn.loss import CrossEntropyLoss
 from minilm.optim import AdamW, WarmupCosine, clip_grad_norm, decay_groups
@@ -157,9 +157,7 @@ class Trainer:
             self.tokenizer = (BPETokenizer.train(text, cfg.vocab_size) if cfg.tokenizer == "bpe"
                               else CharTokenizer.from_text(text))
             self.model = GPT(model_config(cfg, self.tokenizer.vocab_size), rng=cfg.seed)
-        for _, module in self.model.named_modules():  # a memory/compute trade, not part of the architecture
-            if isinstance(module, MultiHeadAttention):
-                module.keep_weights = not cfg.recompute_attention
+        keep_attention_weights(self.model, not cfg.recompute_attention)
         if cfg.block_size > self.model.config.block_size:
             raise ValueError(f"block_size {cfg.block_size} exceeds the model's context of {self.model.config.block_size}")
         self.train_data, self.val_data = split(self.tokenizer.encode(text))

@@ -280,3 +280,11 @@ class MultiHeadAttention(Module):
         if self.in_proj_bias is not None:
             self.in_proj_bias.accumulate(dqkv_rows.sum(axis=0))  # (3C,)
         return (dqkv_rows @ self.in_proj_weight.data).reshape(B, T, C)  # (B, T, C)
+
+
+def keep_attention_weights(model, keep):
+    """Set ``keep_weights`` on every MultiHeadAttention in ``model``: False trades memory for one more Q Kᵀ
+    per layer in backward (the module docstring's memory). A training setting, not part of the architecture."""
+    for _, module in model.named_modules():
+        if isinstance(module, MultiHeadAttention):
+            module.keep_weights = keep
