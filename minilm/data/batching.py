@@ -38,7 +38,11 @@ def get_batch(data, batch_size, block_size, rng):
             f"{block_size + 1} tokens"
         )
     starts = rng.integers(0, n - block_size, size=batch_size)  # (B,) high is exclusive: the last start is N - T - 1
-    windows = data[starts[:, None] + np.arange(block_size + 1)]  # (B, T + 1)
+    return _inputs_and_targets(data[starts[:, None] + np.arange(block_size + 1)])  # windows (B, T + 1)
+
+
+def _inputs_and_targets(windows):
+    """(x, y) on the active backend from windows (B, T + 1) on the host: x the first T tokens, y the last T."""
     x = np.ascontiguousarray(windows[:, :-1], dtype=np.int64)  # (B, T)
     y = np.ascontiguousarray(windows[:, 1:], dtype=np.int64)  # (B, T) the next token at every position of x
     return asarray(x), asarray(y)
@@ -52,9 +56,7 @@ def every_window(data, batch_size, block_size):
     data = np.asarray(data)
     starts = np.arange(0, len(data) - block_size, block_size)  # (W,) s + T + 1 <= N
     for first in range(0, len(starts), batch_size):
-        windows = data[starts[first:first + batch_size, None] + np.arange(block_size + 1)]  # (b, T + 1)
-        yield (asarray(np.ascontiguousarray(windows[:, :-1], dtype=np.int64)),
-               asarray(np.ascontiguousarray(windows[:, 1:], dtype=np.int64)))
+        yield _inputs_and_targets(data[starts[first:first + batch_size, None] + np.arange(block_size + 1)])
 
 
 def rng_from_state(state):
