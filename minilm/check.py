@@ -11,9 +11,10 @@ FD:     the max element-wise relative error of the analytic gradients (every inp
         rounding of f(x ± h), ~1e-7 · |f|, divided by 2h swamps the difference itself, so the check would
         fail correct layers and prove nothing. Held to tolerances.GRADCHECK[smooth | piecewise | model].
 torch:  the output, input gradients and parameter gradients against the PyTorch twin (minilm.reference) in
-        the requested dtype, as max|ours - torch| / max|torch| per tensor (a tensor that is mathematically
-        zero is judged against 1e-6 of the largest tensor, as tests/layer_checks.py does). Held to
-        tolerances.TORCH[dtype]["rtol"]. Optimisers: the parameters after each step against torch.optim.
+        the requested dtype, as max|ours - torch| / max|torch| per tensor. Held to tolerances.TORCH[dtype]["rtol"],
+        with the tests' rounding floor: no tensor's scale is taken below rounding_floor / rtol, so a tensor that
+        is zero in exact arithmetic passes when both sides differ by less than tolerances.ULPS ulps of the
+        largest tensor in the comparison. Optimisers: the parameters after each step against torch.optim.
 
 Exit code 0 when every row passes, 1 when any fails, 2 on bad usage (an unknown LAYER lists the valid ones).
 """
@@ -35,10 +36,9 @@ from minilm.check_items import ITEMS, LAYERS, OptimizerCase, formula_of
 from minilm.check_table import format_table
 from minilm.gradcheck import check_module
 from minilm.nn.module import Parameter
-from minilm.tolerances import GRADCHECK, TORCH
+from minilm.tolerances import GRADCHECK, TORCH, rounding_floor
 
 DTYPES = ("float64", "float32")
-ZERO_FLOOR = 1e-6  # a tensor below this fraction of the largest in its comparison is judged against that floor
 
 
 def _layer_name(text):
@@ -78,17 +78,22 @@ def _shapes(module, inputs, kwargs):
     return "; ".join(f"{', '.join(group)} {shape}" for group, shape in groups) + f" -> {tuple(out.shape)}"
 
 
-def _torch_error(pairs, reference):
-    """The largest scale-relative error over {name: (ours, torch's)}, and each tensor's."""
+def _torch_error(pairs, dtype):
+    """The largest scale-relative error over {name: (ours, torch's)}, and each tensor's.
+
+    A tensor that is zero in exact arithmetic (the key bias's gradient) holds rounding noise on both sides, so
+    no scale is taken below the one at which the tolerance equals the comparison's rounding floor.
+    """
     largest = max(float(np.max(np.abs(theirs), initial=0.0)) for _, theirs in pairs.values())
+    smallest_scale = rounding_floor(dtype, largest) / TORCH[dtype]["rtol"]
     errors = {}
     for name, (ours, theirs) in pairs.items():
         if ours.dtype != theirs.dtype:
             errors[name] = math.inf  # computing in another dtype than asked is itself a failure
-        elif float(np.max(np.abs(theirs), initial=0.0)) >= ZERO_FLOOR * largest:
-            errors[name] = reference.max_rel_error(ours, theirs)
-        else:  # mathematically zero (the key bias's gradient): both hold rounding noise only
-            errors[name] = float(np.max(np.abs(ours.astype(np.float64) - theirs))) / (ZERO_FLOOR * largest)
+            continue
+        scale = max(float(np.max(np.abs(theirs), initial=0.0)), smallest_scale)
+        diff = float(np.max(np.abs(ours.astype(np.float64) - theirs), initial=0.0))
+        errors[name] = diff / scale if scale > 0 else diff
     return max(errors.values()), errors
 
 
@@ -145,7 +150,7 @@ def check_item(item, dtype, seed, reference):
                 inputs = [asarray(x, dtype=dtype) if is_floating(x) else x for x in case.inputs]
                 pairs = reference.compare(case.module.to(dtype), *inputs, seed=seed, **case.kwargs)
         if pairs is not None:
-            row["torch_error"], row["errors"]["torch"] = _torch_error(pairs, reference)
+            row["torch_error"], row["errors"]["torch"] = _torch_error(pairs, dtype)
             checks.append(row["torch_error"] <= row["torch_tol"])
     except Exception as err:  # a broken layer is a failed row, not a crashed check
         row["note"] = f"{type(err).__name__}: {err}"

@@ -1,11 +1,11 @@
 """Attention: scaled_dot_product_attention, SelfAttention and MultiHeadAttention, by finite differences and torch.
 
-Finite differences here take the step FD_STEP = 1e-5 instead of check_module's default 1e-6. The error of a
-central difference is truncation ~h² plus rounding ~ε·|L|/h; in float64 the sum is smallest near
-h = ε^(1/3) ≈ 1e-5. The element-wise relative error divides by each element, and attention gradients have
-elements 1e-5 times smaller than their largest (cancelling paths through the softmax): at h = 1e-6 the
-rounding alone (~1e-10) put 10 of 40 random multi-head checks over 1e-6; at h = 1e-5 none of them (nor
-any of 1000 hypothesis examples per test). Elements far smaller still would fail on rounding at any step.
+Finite differences here take the step FD_STEP = 1e-5, gradcheck's default, named so the choice is visible.
+The error of a central difference is truncation ~h² plus rounding ~ε·|L|/h; in float64 the sum is smallest
+near h = ε^(1/3) ≈ 1e-5. The element-wise relative error divides by each element, and attention gradients
+have elements 1e-5 times smaller than their largest (cancelling paths through the softmax): at h = 1e-6 the
+rounding alone (~1e-10) put 10 of 40 random multi-head checks over 1e-6; at h = 1e-5 none of them (nor any
+of 1000 hypothesis examples per test). Elements far smaller still would fail on rounding at any step.
 """
 
 import inspect
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from layer_checks import assert_gradcheck, assert_matches_torch, randn
+from layer_checks import assert_close, assert_gradcheck, assert_matches_torch, randn
 from minilm import to_numpy
 from minilm.backend import asarray
 from minilm.gradcheck import check_module, numerical_gradient, rel_error
@@ -134,10 +134,10 @@ def test_functional_any_leading_dims_matches_torch(lead, t, hs, seed):
     tq, tk, tv = (torch.tensor(to_numpy(a), requires_grad=True) for a in (q, k, v))
     ty = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=torch.tensor(mask))
     (ty * torch.tensor(to_numpy(dy))).sum().backward()
-    for name, a, b in zip(["y", "dq", "dk", "dv"], ours, [ty.detach(), tq.grad, tk.grad, tv.grad]):
-        b = b.numpy()
-        np.testing.assert_allclose(to_numpy(a), b, rtol=TORCH["float64"]["rtol"],
-                                   atol=TORCH["float64"]["atol"] * np.abs(b).max(initial=1e-30), err_msg=name)
+    theirs = [b.numpy() for b in (ty.detach(), tq.grad, tk.grad, tv.grad)]
+    largest = max(float(np.abs(b).max(initial=0.0)) for b in theirs)
+    for name, a, b in zip(["y", "dq", "dk", "dv"], ours, theirs):
+        assert_close(a, b, "float64", name, largest)
 
 
 def test_attention_mask_is_zero_or_minus_inf_and_broadcasts_over_heads():
@@ -218,8 +218,7 @@ def test_mha_fully_masked_rows_are_the_output_bias_and_match_torch_elsewhere():
     assert not to_numpy(layer.attention_weights)[1].any()
 
     theirs = twin(layer)(torch.tensor(to_numpy(x)), key_padding_mask=torch.tensor(to_numpy(padded))).detach().numpy()
-    np.testing.assert_allclose(out[0, 1:], theirs[0, 1:], rtol=TORCH["float64"]["rtol"],
-                               atol=TORCH["float64"]["atol"] * np.abs(theirs[0, 1:]).max())
+    assert_close(out[0, 1:], theirs[0, 1:], "float64", "rows with a visible key")
 
 
 # --- SelfAttention ---------------------------------------------------------------------------------------

@@ -204,7 +204,7 @@ def test_encodings_equal_transformers_gpt2_tokenizer_from_the_same_files(ours, h
     assert ours.encode(text).tolist() == hf(text)["input_ids"]
 
 
-@settings(max_examples=200)
+@settings(max_examples=max(200, settings.default.max_examples))  # cheap: more than the default
 @given(st.text())
 def test_encodings_equal_transformers_on_arbitrary_text(ours, hf, s):
     assert ours.encode(s).tolist() == hf(s)["input_ids"]

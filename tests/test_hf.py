@@ -10,6 +10,7 @@ import safetensors.numpy
 from hypothesis import given
 from hypothesis import strategies as st
 
+from layer_checks import assert_close
 from minilm import to_numpy
 from minilm.backend import asarray
 from minilm.checkpoint import load_checkpoint
@@ -18,7 +19,6 @@ from minilm.hf import BLOCK, config_from_hf, load_gpt2, name_map, save_gpt2
 from minilm.hf_cli import add_export_arguments, add_import_arguments, run_export, run_import
 from minilm.models import GPT, GPTConfig
 from minilm.nn.loss import CrossEntropyLoss
-from minilm.tolerances import TORCH
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -61,13 +61,6 @@ def ids(seed=1):
 def hf_logits(model, idx):
     with torch.no_grad():
         return model(torch.from_numpy(idx)).logits.numpy()
-
-
-def assert_close(ours, theirs, dtype, what):
-    """The tests/layer_checks.py rule: rtol from the table, atol scaled by the reference's largest magnitude."""
-    tol = TORCH[dtype]
-    scale = max(float(np.max(np.abs(theirs))), 1e-30)
-    np.testing.assert_allclose(ours, theirs, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=what)
 
 
 def test_name_map_covers_every_weight_of_both_libraries_once():

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from layer_checks import assert_gradcheck, assert_matches_torch, randn
+from layer_checks import assert_close, assert_gradcheck, assert_matches_torch, randn
 from minilm import to_numpy
 from minilm.backend import asarray
 from minilm.gradcheck import check_module
@@ -24,14 +24,6 @@ def make_layer(c, rng, eps=1e-5):
 def make_input(rng, *shape):
     """Activations at a realistic scale, off centre, so mu and var both matter."""
     return randn(rng, *shape, scale=2.0) + 0.5
-
-
-def assert_close(ours, theirs, dtype, name):
-    """np.testing.assert_allclose with the tolerances.TORCH entry for ``dtype``, atol relative to |theirs|."""
-    ours, theirs = to_numpy(ours), to_numpy(theirs)
-    tol = TORCH[dtype]
-    scale = float(np.max(np.abs(theirs), initial=0.0))
-    np.testing.assert_allclose(ours, theirs, rtol=tol["rtol"], atol=tol["atol"] * max(scale, 1e-30), err_msg=name)
 
 
 # --- finite differences and the PyTorch twin ---------------------------------------------------------------

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from layer_checks import assert_close
 from minilm import nn, to_numpy
 from minilm.backend import asarray
 from minilm.nn.module import Parameter
@@ -38,13 +39,10 @@ def random_grads(rng, dtype, shapes=SHAPES, scale=1.0):
 
 
 def assert_same(ours, theirs, dtype, what):
-    tol = TORCH[dtype]
     for i, (p, q) in enumerate(zip(ours, theirs)):
         got, ref = to_numpy(p.data), q.detach().numpy()
         assert got.dtype == ref.dtype, f"{what}: parameter {i} is {got.dtype}, torch's is {ref.dtype}"
-        scale = float(np.max(np.abs(ref), initial=0.0))
-        np.testing.assert_allclose(got, ref, rtol=tol["rtol"], atol=tol["atol"] * max(scale, 1e-30),
-                                   err_msg=f"{what}: parameter {i} differs from torch ({dtype})")
+        assert_close(got, ref, dtype, f"{what}: parameter {i} differs from torch ({dtype})")
 
 
 def run_against_torch(make_ours, make_theirs, dtype, steps=STEPS, seed=1, shapes=SHAPES, grad_mask=None):
@@ -344,8 +342,7 @@ def test_clip_grad_norm_matches_torch(dtype, scale):
             continue
         assert p.grad.dtype == np.dtype(dtype)
         ref = q.grad.numpy()
-        np.testing.assert_allclose(to_numpy(p.grad), ref, rtol=tol["rtol"], atol=tol["atol"] * np.abs(ref).max(),
-                                   err_msg=f"gradient {i} scaled unlike torch")
+        assert_close(p.grad, ref, dtype, f"gradient {i} scaled unlike torch")
         if scale < 1.0:
             np.testing.assert_array_equal(to_numpy(p.grad), g)  # below max_norm nothing is touched
     after = [to_numpy(p.grad).astype(np.float64) for p in ours if p.grad is not None]

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from layer_checks import assert_close
 from minilm import to_numpy
 from minilm.backend import asarray
 from minilm.checkpoint import save_checkpoint
@@ -14,7 +15,6 @@ from minilm.data import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from minilm.models import GPT, GPTConfig
 from minilm.nn.kv_cache import KVCache
 from minilm.sample import add_arguments, generate, load_model, next_logits, next_token_probs, run, sample_next
-from minilm.tolerances import TORCH
 
 # every size different: V, block, L, H, C, hs = C / H
 TINY = dict(vocab_size=11, block_size=9, n_layer=2, n_head=2, n_embd=12)
@@ -31,12 +31,6 @@ def tiny_model(dtype="float64", seed=0, **overrides):
 
 def tokens(seed, b, t, vocab_size=TINY["vocab_size"]):
     return np.random.default_rng(seed).integers(0, vocab_size, (b, t))
-
-
-def assert_close(ours, theirs, dtype, what):
-    tol = TORCH[dtype]
-    scale = float(np.max(np.abs(theirs)))
-    np.testing.assert_allclose(ours, theirs, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=what)
 
 
 def cached_logits(model, ids, chunks):
