@@ -141,7 +141,11 @@ def _check_index(what, value, count):
 def run_attention(args):
     from minilm.sample import load_model  # the model code, only once the command runs
 
-    plots.require_matplotlib()  # a missing matplotlib is reported before the checkpoint is read
+    try:
+        plots.require_matplotlib()  # a missing matplotlib is reported before the checkpoint is read
+    except ImportError as err:  # as a RuntimeError, which the CLI prints as one line (exit 2), not a traceback
+        raise RuntimeError(f"matplotlib is missing, and minilm attention draws with it: "
+                           f"{plots.INSTALL_MATPLOTLIB}") from err
     if args.backend is not None:
         use_backend(args.backend)  # before the model is built, so its weights live on that backend
     model, tokenizer, ckpt = load_model(args.ckpt)

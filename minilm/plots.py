@@ -25,9 +25,12 @@ import numpy as np
 
 from minilm.atomic import replace_file
 from minilm.backend import asarray, to_numpy
+from minilm.nn.attention import MultiHeadAttention
 
 DPI = 150  # pixels per inch of saved PNGs: sharp on a README, a few hundred kB per figure
 SHOWN = {"\n": "⏎", " ": "␣", "\t": "⇥"}  # whitespace a tick label would otherwise show as nothing
+# the notebooks extra of this checkout; "minilm[notebooks]" would ask the package index for whatever it calls minilm
+INSTALL_MATPLOTLIB = 'pip install ".[notebooks]" in the minilm checkout'
 
 
 def require_matplotlib():
@@ -36,7 +39,7 @@ def require_matplotlib():
     try:
         import matplotlib
     except ImportError as err:
-        raise ImportError("matplotlib is needed for plots: pip install 'minilm[notebooks]'") from err
+        raise ImportError(f"matplotlib is needed for plots: {INSTALL_MATPLOTLIB}") from err
     ipython = sys.modules.get("IPython")
     if ipython is not None and ipython.get_ipython() is not None and "inline" in matplotlib.get_backend():
         importlib.import_module("matplotlib_inline.backend_inline")
@@ -57,18 +60,26 @@ def shown(token):
 def attention_weights(model, ids):
     """One NumPy array (B, H, T, T) per layer: the attention of a forward pass of ``model`` on ids (B, T) or (T,).
 
-    Runs in eval mode (no dropout), then restores the model's previous mode. Row t of a head's (T, T) matrix is
-    how query t spreads its attention over the keys: it sums to 1 (0 past t under the causal mask).
+    Runs in eval mode (no dropout), with every attention layer keeping its weights even where
+    keep_attention_weights(model, False) told it not to, then restores the mode and each layer's setting.
+    Row t of a head's (T, T) matrix is how query t spreads its attention over the keys: it sums to 1 (0 past t
+    under the causal mask).
     """
     ids = np.asarray(to_numpy(ids))
     if ids.ndim == 1:
         ids = ids[None, :]  # (1, T)
     was_training = model.training
+    layers = [m for _, m in model.named_modules() if isinstance(m, MultiHeadAttention)]
+    kept = [layer.keep_weights for layer in layers]  # the memory switch, set per layer
     model.eval()
     try:
+        for layer in layers:
+            layer.keep_weights = True  # these weights are the point of this forward
         model(asarray(ids))
     finally:
         model.train(was_training)
+        for layer, keep in zip(layers, kept):
+            layer.keep_weights = keep
     return [to_numpy(block.attn.attention_weights) for block in model.h]  # L arrays (B, H, T, T)
 
 

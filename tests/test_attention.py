@@ -8,11 +8,14 @@ rounding alone (~1e-10) put 10 of 40 random multi-head checks over 1e-6; at h = 
 of 1000 hypothesis examples per test). Elements far smaller still would fail on rounding at any step.
 """
 
+import gc
 import inspect
 import textwrap
+import weakref
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -122,7 +125,6 @@ def test_sdpa_any_shape(b, h, t, hs, causal, padded, seed):
 @example(lead=[], t=1, hs=1, seed=0)
 def test_functional_any_leading_dims_matches_torch(lead, t, hs, seed):
     """The functional form over (..., T, hs) with an arbitrary additive mask, against F.scaled_dot_product_attention."""
-    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(seed)
     q, k, v = qkv(rng, *lead, t, hs)
     blocked = (rng.random((*lead, t, t)) < 0.4) & (np.arange(t) > 0)  # key 0 always visible
@@ -149,6 +151,21 @@ def test_attention_mask_is_zero_or_minus_inf_and_broadcasts_over_heads():
     assert both.shape == (B, 1, T, T)
     padded_keys = to_numpy(right_padding(B, T))[-1]
     assert np.all(np.isneginf(both[-1, 0][:, padded_keys])) and np.array_equal(both[0], causal[0])
+
+
+def test_a_mask_written_by_one_caller_leaves_the_next_causal_and_nothing_else_keeps_it():
+    rng = np.random.default_rng(13)
+    x = randn(rng, B, T, C, dtype=np.float32)
+    first, second = mha(rng, causal=True), mha(rng, causal=True)
+    first(x)
+    first.cache.mask[...] = 0  # a caller unmasks the future in the mask it was handed
+    second(x)
+    future = np.triu(np.ones((T, T), dtype=bool), k=1)
+    assert not to_numpy(second.attention_weights)[..., future].any()
+    kept = weakref.ref(second.cache.mask)
+    del second
+    gc.collect()
+    assert kept() is None  # only its layer held the (T, T) mask: no process-wide cache keeps one alive
 
 
 @pytest.mark.parametrize("old,new", [
@@ -203,7 +220,6 @@ def test_fully_masked_rows_pass_gradcheck():
 def test_mha_fully_masked_rows_are_the_output_bias_and_match_torch_elsewhere():
     """torch's MultiheadAttention gives NaN on a fully masked row (with need_weights=True), so it is compared
     only where some key is visible."""
-    torch = pytest.importorskip("torch")
     from minilm.reference import twin
 
     rng = np.random.default_rng(5)
@@ -299,7 +315,6 @@ def test_key_bias_changes_nothing():
 
 
 def test_attention_weights_are_torchs_per_head_weights():
-    torch = pytest.importorskip("torch")
     from minilm.reference import twin
 
     rng = np.random.default_rng(12)
@@ -318,7 +333,6 @@ def test_attention_weights_are_torchs_per_head_weights():
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_parameter_names_and_shapes_are_torchs(bias):
-    torch = pytest.importorskip("torch")
     ours = {name: tuple(p.shape) for name, p in MultiHeadAttention(C, H, bias=bias).named_parameters()}
     reference = torch.nn.MultiheadAttention(C, H, bias=bias, batch_first=True)
     assert ours == {name: tuple(p.shape) for name, p in reference.named_parameters()}

@@ -5,11 +5,13 @@ import time
 
 import numpy as np
 import pytest
+import transformers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minilm import to_numpy
 from minilm.backend import asarray
+import minilm.data.bpe as bpe
 from minilm.data.bpe import _SPLIT, BPETokenizer, _merge
 from minilm.data.corpus import load_text
 from minilm.data.gpt2_tokenizer import BYTE_TO_CHAR, bytes_to_unicode, token_to_str
@@ -58,7 +60,6 @@ def ours(gpt2_files):
 @pytest.fixture(scope="module")
 def hf(gpt2_files):
     """transformers.GPT2TokenizerFast read from the same files as ``ours``."""
-    transformers = pytest.importorskip("transformers")
     return transformers.GPT2TokenizerFast.from_pretrained(str(gpt2_files[0].parent))
 
 
@@ -185,6 +186,26 @@ def test_bad_input_is_named():
         tok.encode("ab\ud800")
     with pytest.raises(TypeError, match="str or bytes, got int"):
         tok.encode(5)
+
+
+def distinct_words(n):
+    """n different four-letter words, each a chunk of its own: " aaaa", " baaa", ..."""
+    return "".join(" " + "".join(chr(97 + i // 26**k % 26) for k in range(4)) for i in range(n))
+
+
+def test_chunk_cache_stays_bounded_and_forgetting_changes_no_ids(monkeypatch):
+    tok = small()[1]
+    fresh = BPETokenizer(tok.tokens, tok.merges)
+    fresh.encode(distinct_words(bpe.CACHE_SIZE + 1000))  # more distinct chunks than the bound
+    assert 0 < len(fresh._cache) <= bpe.CACHE_SIZE
+    text = load_text()[:20_000]
+    expected = BPETokenizer(tok.tokens, tok.merges).encode(text)  # every chunk of it fits the default bound
+    monkeypatch.setattr(bpe, "CACHE_SIZE", 50)
+    bounded = BPETokenizer(tok.tokens, tok.merges)
+    assert len(set(_SPLIT.findall(text))) > 4 * 50  # the small cache fills and is cleared several times
+    for _ in range(2):  # the second pass reads chunks cached after a clear
+        np.testing.assert_array_equal(bounded.encode(text), expected)
+        assert len(bounded._cache) <= 50
 
 
 # ---- GPT-2's files and transformers -----------------------------------------------------------------------

