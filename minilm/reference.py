@@ -258,3 +258,8 @@ def compare(module, *inputs, seed=0, **kwargs):
     return pairs
 
 
+def max_rel_error(ours, theirs):
+    """max|a - b| / max|b|: the error relative to the tensor's scale (0.0 when both are zero)."""
+    scale = float(np.max(np.abs(theirs), initial=0.0))
+    diff = float(np.max(np.abs(np.asarray(ours, np.float64) - theirs), initial=0.0))
+    return diff / scale if scale > 0 else diff
