@@ -3,12 +3,14 @@
 TORCH[kind]: minilm against its PyTorch twin on the same inputs and weights, for
     np.testing.assert_allclose(ours, torch's, rtol=rtol, atol=torch_atol(kind, max|torch's|, largest))
 where torch_atol = max(atol * max|torch's|, ULPS ulps of ``largest``), ``largest`` being the largest
-reference magnitude anywhere in the comparison (the output and every gradient of one layer). atol is relative
-to the tensor's own scale, so one table serves every scale; the ulp floor is for tensors that are zero in
-exact arithmetic (attention's query gradient at T = 1, the key bias's gradient): both libraries then hold
-rounding noise only, a few ulps of the magnitudes that cancelled, and no tolerance scaled by the tensor
-itself can judge noise. Torch's float64 noise there was measured at 1.9e-17 against a largest magnitude of
-~1, while an atol scaled by the tensor gave 1e-18: below what float64 resolves, so a correct backward failed.
+magnitude anywhere in the comparison: its inputs and weights, and the output and every gradient of the
+reference. atol is relative to the tensor's own scale, so one table serves every scale; the ulp floor is for
+tensors that cancel to (nearly) zero: attention's query gradient at T = 1 and the key bias's gradient are
+zero in exact arithmetic, and GELU's derivative 0.5(1 + tanh u) + ... at x = -4 is 1e-7 made from terms of
+order 1. Both libraries then hold rounding noise of a few ulps of the magnitudes that cancelled, and no
+tolerance scaled by the tensor itself can judge noise. Measured: torch's dq at T = 1 was 1.9e-17 against
+ours 0 (inputs of order 1), while an atol scaled by the tensor gave 1e-18, below what float64 resolves, so
+a correct backward failed; GELU's dx at x = -4 differed by 2.5e-16 on a value of 9.4e-8.
 A wrong backward is still caught: it is off by order 1 of its tensor, and a tensor only meets the floor
 if it is itself within a few ulps of the comparison's largest scale (tests/test_tolerances.py plants one).
 
@@ -56,6 +58,12 @@ GRADCHECK = {
 def rounding_floor(kind, largest):
     """ULPS ulps of ``largest`` in the dtype of TORCH[kind]: the absolute error rounding alone can leave."""
     return ULPS * float(np.finfo(TORCH[kind]["dtype"]).eps) * float(largest)
+
+
+def largest_magnitude(arrays):
+    """max |a| over ``arrays`` (NumPy): the scale of a comparison's rounding floor, taken over its inputs and
+    weights as well as every reference tensor, since what cancels to ~0 was made from them."""
+    return max((float(np.max(np.abs(a), initial=0.0)) for a in arrays), default=0.0)
 
 
 def torch_atol(kind, scale, largest=None):

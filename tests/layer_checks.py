@@ -3,9 +3,9 @@
 import numpy as np
 
 from minilm import reference  # torch is a hard test requirement: a missing torch fails, never skips
-from minilm.backend import asarray, to_numpy
+from minilm.backend import asarray, is_floating, to_numpy
 from minilm.gradcheck import check_module
-from minilm.tolerances import GRADCHECK, TORCH, torch_atol
+from minilm.tolerances import GRADCHECK, TORCH, largest_magnitude, torch_atol
 
 
 def randn(rng, *shape, dtype=np.float64, scale=1.0):
@@ -26,7 +26,10 @@ def assert_matches_torch(module, *inputs, dtype="float64", **kwargs):
     module.to(dtype)
     inputs = [asarray(x, dtype=dtype) if np.issubdtype(x.dtype, np.floating) else x for x in inputs]
     pairs = reference.compare(module, *inputs, **kwargs)
-    largest = max(float(np.max(np.abs(theirs), initial=0.0)) for _, theirs in pairs.values())
+    # the rounding floor's scale: the largest magnitude entering (inputs, weights) or leaving the computation,
+    # since a gradient that cancels to ~0 carries rounding of the size of what cancelled (tolerances.py)
+    largest = largest_magnitude([theirs for _, theirs in pairs.values()] + [to_numpy(x) for x in inputs
+                                if is_floating(x)] + [to_numpy(p.data) for p in module.parameters()])
     for name, (ours, theirs) in pairs.items():
         assert ours.dtype == theirs.dtype, f"{name}: dtype {ours.dtype}, torch's is {theirs.dtype}"
         assert_close(ours, theirs, dtype, f"{type(module).__name__} {name} differs from torch ({dtype})", largest)

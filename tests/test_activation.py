@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from layer_checks import assert_close, assert_gradcheck, assert_matches_torch, randn
@@ -59,6 +59,7 @@ def test_gelu_matches_torch(form, dtype):
 
 
 @given(lead=lead_shapes(), c=st.integers(1, 9), form=st.sampled_from(FORMS), seed=st.integers(0, 2**16))
+@example(lead=[], c=1, form="tanh", seed=3)  # the audit's: dx ~1e-7 at x ~ -4, made by cancelling terms of order 1
 def test_gelu_any_shape(lead, c, form, seed):
     rng = np.random.default_rng(seed)
     assert_gradcheck(GELU(form), gelu_inputs(rng, *lead, c))
@@ -164,3 +165,4 @@ def test_each_kernel_equals_its_formula_as_written(kernel, arity, dtype):
     assert got.dtype == np.dtype(dtype) and got.shape == expected.shape
     expected = to_numpy(expected)
     assert_close(got, expected, dtype, "the fast form against its formula")
+

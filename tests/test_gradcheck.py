@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from layer_checks import randn
-from minilm import nn
-from minilm.gradcheck import check_module, numerical_gradient, rel_error
+from minilm import nn, to_numpy
+from minilm.gradcheck import check_module, numerical_gradient, rel_error, stratified_coords
 from minilm.backend import asarray
 from minilm.tolerances import GRADCHECK
 
@@ -87,6 +87,58 @@ def test_casts_to_float64_and_samples_coordinates():
     report = check_module(layer, randn(rng, 2, 40, dtype=np.float32), max_coords=25)
     assert layer.weight.data.dtype == np.float64
     assert report.shapes["weight"] == (30, 40) and report.passed(GRADCHECK["smooth"])
+
+
+def test_stratified_coords_put_one_in_every_block_of_rows_and_of_columns_whatever_the_seed():
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        rows, cols = np.unravel_index(stratified_coords((36, 12), 12, rng), (36, 12))  # in_proj_weight at C = 12
+        assert len(rows) == 12  # distinct
+        np.testing.assert_array_equal(np.bincount(rows // 3, minlength=12), 1)  # 12 blocks of 3 rows
+        np.testing.assert_array_equal(np.bincount(cols, minlength=12), 1)  # 12 blocks of 1 column
+        np.testing.assert_array_equal(np.bincount(stratified_coords((48,), 12, rng) // 4, minlength=12), 1)
+        # fewer rows than coordinates (an embedding of 11 tokens): every row gets one, none is skipped
+        rows, cols = np.unravel_index(stratified_coords((11, 12), 12, rng), (11, 12))
+        assert set(rows) == set(range(11)) and set(cols) == set(range(12))
+        rows, cols = np.unravel_index(stratified_coords((3, 5), 12, rng), (3, 5))  # both short: pairs may repeat
+        assert set(rows) == set(range(3)) and set(cols) == set(range(5))
+
+
+class LinearWrongInBlock(nn.Linear):
+    """A planted bug: the weight gradient 1% off in one block of rows or columns, right elsewhere."""
+
+    def __init__(self, block, rng):
+        super().__init__(6, 18, rng=rng)  # weight (18, 6): thirds of 6 rows, thirds of 2 columns
+        self.block = block
+
+    def backward(self, dy):
+        dx = super().backward(dy)
+        dW = to_numpy(self.weight.grad).copy()  # (18, 6)
+        dW[self.block] *= 1.01
+        self.weight.grad = asarray(dW)
+        return dx
+
+
+@pytest.mark.parametrize("block", [np.s_[:6], np.s_[6:12], np.s_[12:], np.s_[:, :2], np.s_[:, 2:4], np.s_[:, 4:]],
+                         ids=["rows 0", "rows 1", "rows 2", "columns 0", "columns 1", "columns 2"])
+def test_a_bug_in_one_third_of_a_weight_is_caught_at_every_seed(block):
+    # 6 independent draws from 108 coordinates would all miss a given third about 8% of the time
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        layer, x = LinearWrongInBlock(block, rng), randn(rng, 2, 3, 6)
+        report = check_module(layer, x, seed=seed, max_coords=6, only=["weight"])
+        assert report.errors["weight"] > 1e-3, f"seed {seed}: {report}"  # 1% off: 1e-2, far above rounding
+        assert check_module(nn.Linear(6, 18, rng=seed), x, seed=seed, max_coords=6).passed(GRADCHECK["smooth"])
+
+
+def test_only_checks_the_named_arrays_at_the_coordinates_of_a_full_check():
+    rng = np.random.default_rng(0)
+    layer, x = LinearWithMeanBias(40, 30, rng=rng), randn(rng, 2, 40)
+    full = check_module(layer, x, seed=3, max_coords=25)
+    part = check_module(layer, x, seed=3, max_coords=25, only=["bias"])
+    assert part.errors == {"bias": full.errors["bias"]} and part.errors["bias"] > 0.5
+    with pytest.raises(ValueError, match=r"only names \['bais'\], which LinearWithMeanBias does not have"):
+        check_module(layer, x, only=["bais"])
 
 
 def test_rejects_a_backward_returning_the_wrong_number_of_gradients():

@@ -2,11 +2,12 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from layer_checks import assert_gradcheck, assert_matches_torch, randn
-from minilm import to_numpy
+from minilm import reference, to_numpy
 from minilm.backend import asarray
 from minilm.gradcheck import check_module
 from minilm.nn.loss import CrossEntropyLoss
@@ -59,7 +60,16 @@ def test_matches_torch(dtype, ignore_index):
     assert_matches_torch(CrossEntropyLoss(ignore_index), randn(rng, B, T, V, scale=2.0), targets, dtype=dtype)
 
 
-@given(lead=st.lists(st.integers(1, 3), min_size=0, max_size=3), v=st.integers(1, 9),
+def one_percent_off(loss_fn):
+    """The same loss with its backward scaled by 1.01: an example on which this passes checks nothing."""
+    backward = loss_fn.backward
+    loss_fn.backward = lambda dloss=1.0: 1.01 * backward(dloss)
+    return loss_fn
+
+
+# v ≥ 2: with one class the loss is log 1 = 0 whatever the logits, its gradient is exactly 0, and any
+# backward that returns a multiple of the right one (zero) passes; the last assert shows no example is vacuous
+@given(lead=st.lists(st.integers(1, 3), min_size=0, max_size=3), v=st.integers(2, 9),
        ignore_frac=st.sampled_from([0.0, 0.5, 0.9]), seed=st.integers(0, 2**16))
 def test_any_shape(lead, v, ignore_frac, seed):
     rng = np.random.default_rng(seed)
@@ -67,6 +77,14 @@ def test_any_shape(lead, v, ignore_frac, seed):
     targets = make_targets(rng, tuple(lead), v, ignore_frac)
     assert_gradcheck(CrossEntropyLoss(), logits, targets, h=CE_H)
     assert_matches_torch(CrossEntropyLoss(), logits, targets, dtype="float64")
+    assert not check_module(one_percent_off(CrossEntropyLoss()), logits, targets, h=CE_H).passed(GRADCHECK["smooth"])
+
+
+def test_one_class_is_a_vacuous_check():
+    # why test_any_shape draws v ≥ 2: at v = 1 a backward 1% off passes, as would any multiple of zero
+    rng = np.random.default_rng(14)
+    logits, targets = randn(rng, B, T, 1), make_targets(rng, (B, T), 1)
+    assert check_module(one_percent_off(CrossEntropyLoss()), logits, targets, h=CE_H).max_error == 0.0
 
 
 def test_uniform_logits_give_log_vocab_and_a_known_gradient():
@@ -134,8 +152,6 @@ def test_all_targets_ignored_is_no_targets_no_loss():
     # the gradient check agrees: the loss is the constant 0, so its true gradient is 0 everywhere
     assert_gradcheck(CrossEntropyLoss(), logits, targets)
     # torch's mean is 0 / 0 here: this is the one place we differ from it, on purpose
-    torch = pytest.importorskip("torch")
-    reference = pytest.importorskip("minilm.reference")
     assert torch.isnan(reference.CrossEntropyTwin(IGNORE)(reference.to_torch(logits), reference.to_torch(targets)))
 
 

@@ -38,17 +38,37 @@ def test_matches_torch(layer_cls, axis, dtype):
     assert_matches_torch(layer_cls(axis), randn(rng, B, T, V, scale=SCALE), dtype=dtype)
 
 
-@given(lead=st.lists(st.integers(1, 3), min_size=0, max_size=3), v=st.integers(1, 9),
+def one_percent_off(layer):
+    """The same layer with its backward scaled by 1.01: an example on which this passes checks nothing."""
+    backward = layer.backward
+    layer.backward = lambda dy: 1.01 * backward(dy)
+    return layer
+
+
+# The softmax axis has v ≥ 2 entries, whichever axis it is: along an axis of one entry softmax is the
+# constant 1 (log-softmax 0), the gradient is exactly 0 and any multiple of it passes. The other axes keep
+# sizes of 1 (a batch of 1 is an edge worth checking); the last assert shows no example is vacuous.
+@given(lead=st.lists(st.integers(1, 3), min_size=0, max_size=3), v=st.integers(2, 9),
        layer_cls=st.sampled_from(LAYERS), axis_pick=st.integers(0, 3), seed=st.integers(0, 2**16))
 def test_any_shape(lead, v, layer_cls, axis_pick, seed):
     rng = np.random.default_rng(seed)
+    axis = -1 - axis_pick % (len(lead) + 1)  # the last axis, or any other one
+    shape = list(lead)
+    shape.insert(len(shape) + 1 + axis, v)  # v entries along the softmax axis
     # unit scale here: at SCALE a two-entry row is often saturated (p ≈ 1 - 1e-5), its true gradient
     # p₀p₁(dp₀ - dp₁) ~ 1e-5, and the central differences' rounding (~1e-16 / 2h = 5e-11) is then above
     # 1e-6 of it: the element-wise check would measure rounding, not the backward
-    x = randn(rng, *lead, v)
-    axis = -1 - axis_pick % x.ndim  # the last axis, or any other one
+    x = randn(rng, *shape)
     assert_gradcheck(layer_cls(axis), x)
     assert_matches_torch(layer_cls(axis), x, dtype="float64")
+    assert not check_module(one_percent_off(layer_cls(axis)), x).passed(GRADCHECK["smooth"])
+
+
+@pytest.mark.parametrize("layer_cls", LAYERS)
+def test_an_axis_of_one_entry_is_a_vacuous_check(layer_cls):
+    # why test_any_shape puts v ≥ 2 entries on the softmax axis: along an axis of one, a backward 1% off passes
+    x = randn(np.random.default_rng(9), B, 1, V)
+    assert check_module(one_percent_off(layer_cls(axis=1)), x).max_error == 0.0
 
 
 @pytest.mark.parametrize("layer_cls", LAYERS)
