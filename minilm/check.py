@@ -16,7 +16,11 @@ torch:  the output, input gradients and parameter gradients against the PyTorch 
         is zero in exact arithmetic passes when both sides differ by less than tolerances.ULPS ulps of the
         largest tensor in the comparison. Optimisers: the parameters after each step against torch.optim.
 
-Exit code 0 when every row passes, 1 when any fails, 2 on bad usage (an unknown LAYER lists the valid ones).
+Without torch only the finite differences run: those rows say "PASS (FD only)", the summary counts them apart
+and says the PyTorch comparison did not run (so does stderr, and --json's torch_ran and warning).
+
+Exit code 0 when every check that ran passes (so also without torch), 1 when any fails, 2 on bad usage (an
+unknown LAYER lists the valid ones). The table fits the terminal, or 100 columns when stdout is not one.
 """
 
 import argparse
@@ -33,12 +37,13 @@ from tqdm import tqdm
 
 from minilm.backend import BACKENDS, asarray, backend_name, is_floating, to_numpy, use_backend
 from minilm.check_items import ITEMS, LAYERS, OptimizerCase, formula_of
-from minilm.check_table import format_table
+from minilm.check_table import NOT_RUN, TORCH_MISSING, counts, format_table
 from minilm.gradcheck import check_module
 from minilm.nn.module import Parameter
-from minilm.tolerances import GRADCHECK, TORCH, rounding_floor
+from minilm.tolerances import GRADCHECK, TORCH, largest_magnitude, rounding_floor
 
 DTYPES = ("float64", "float32")
+PIPE_WIDTH = 100  # a table written to a file or a pipe fits a 100-column terminal or editor when read later
 
 
 def _layer_name(text):
@@ -78,13 +83,14 @@ def _shapes(module, inputs, kwargs):
     return "; ".join(f"{', '.join(group)} {shape}" for group, shape in groups) + f" -> {tuple(out.shape)}"
 
 
-def _torch_error(pairs, dtype):
+def _torch_error(pairs, dtype, operands=()):
     """The largest scale-relative error over {name: (ours, torch's)}, and each tensor's.
 
-    A tensor that is zero in exact arithmetic (the key bias's gradient) holds rounding noise on both sides, so
-    no scale is taken below the one at which the tolerance equals the comparison's rounding floor.
+    A tensor that cancels to ~0 (the key bias's gradient is exactly 0) holds rounding noise on both sides, so no
+    scale is taken below the one at which the tolerance equals the rounding floor of the comparison, whose
+    scale covers its ``operands`` (inputs, weights) too, as tests/layer_checks.py does.
     """
-    largest = max(float(np.max(np.abs(theirs), initial=0.0)) for _, theirs in pairs.values())
+    largest = largest_magnitude([theirs for _, theirs in pairs.values()] + list(operands))
     smallest_scale = rounding_floor(dtype, largest) / TORCH[dtype]["rtol"]
     errors = {}
     for name, (ours, theirs) in pairs.items():
@@ -133,7 +139,7 @@ def check_item(item, dtype, seed, reference):
                torch_tol_name=f"TORCH[{dtype!r}]['rtol']", torch_note=None, errors={}, note=None)
     checks = []
     try:
-        case = item.build(np.random.default_rng(seed))
+        case, operands = item.build(np.random.default_rng(seed)), ()
         if isinstance(case, OptimizerCase):
             row["shapes"] = f"{len(case.shapes)} params {', '.join(map(str, case.shapes))}, {case.steps} steps"
             pairs = _optimizer_pairs(case, dtype, seed, None if item.torch else reference)
@@ -143,19 +149,22 @@ def check_item(item, dtype, seed, reference):
             row["fd_error"], row["errors"]["fd"] = report.max_error, dict(report.errors)
             checks.append(report.max_error < fd_tol)
             row["shapes"] = _shapes(case.module, case.inputs, case.kwargs) + (
-                f"; FD at {item.max_coords} random coordinates per array" if item.max_coords else "")
+                f"; FD at {item.max_coords} stratified coordinates per array" if item.max_coords else "")
             pairs = None
             if reference is not None and not item.torch:
                 case = item.build(np.random.default_rng(seed))
                 inputs = [asarray(x, dtype=dtype) if is_floating(x) else x for x in case.inputs]
                 pairs = reference.compare(case.module.to(dtype), *inputs, seed=seed, **case.kwargs)
+                operands = [to_numpy(x) for x in inputs if is_floating(x)] + [
+                    to_numpy(p.data) for p in case.module.parameters()]
         if pairs is not None:
-            row["torch_error"], row["errors"]["torch"] = _torch_error(pairs, dtype)
+            row["torch_error"], row["errors"]["torch"] = _torch_error(pairs, dtype, operands)
             checks.append(row["torch_error"] <= row["torch_tol"])
     except Exception as err:  # a broken layer is a failed row, not a crashed check
         row["note"] = f"{type(err).__name__}: {err}"
         checks.append(False)
-    row["torch_note"] = item.torch or ("torch not installed" if reference is None else None)
+    row["torch_note"] = item.torch or (TORCH_MISSING if reference is None else None)
+    row["torch_ran"] = row["torch_error"] is not None
     row["passed"] = all(checks) if checks else None
     row["result"] = {True: "PASS", False: "FAIL", None: "SKIP"}[row["passed"]]
     return row
@@ -185,14 +194,19 @@ def run(args):
         rows = [check_item(item, args.dtype, args.seed, reference) for item in progress]
     finally:
         use_backend(previous)
-    passed = all(row["passed"] is not False for row in rows)
+    passed = all(row["passed"] is not False for row in rows)  # every check that ran passed
+    unrun = any(row["torch_note"] == TORCH_MISSING for row in rows)  # a torch half skipped for want of torch
     if args.json:
         summary = dict(passed=passed, dtype=args.dtype, backend=args.backend or previous, seed=args.seed,
-                       torch=getattr(getattr(reference, "torch", None), "__version__", None), rows=rows)
+                       torch=getattr(getattr(reference, "torch", None), "__version__", None),
+                       torch_ran=reference is not None, warning=NOT_RUN if unrun else None, counts=counts(rows),
+                       rows=rows)
         print(json.dumps(_finite(summary), indent=1))
     else:
         print(format_table(rows, args.dtype, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ,
-                           width=shutil.get_terminal_size().columns if sys.stdout.isatty() else None))
+                           width=shutil.get_terminal_size().columns if sys.stdout.isatty() else PIPE_WIDTH))
+    if unrun:  # stderr too: stdout may be going to a file nobody reads to its last line
+        print(f"minilm check: warning: {NOT_RUN}", file=sys.stderr)
     return 0 if passed else 1
 
 

@@ -5,15 +5,18 @@ import contextlib
 import inspect
 import io
 import json
+import os
+import shutil
 import sys
+import unicodedata
 
 import numpy as np
 import pytest
 
-from minilm import check, nn
+from minilm import check, cli, nn
 from minilm.backend import backend_name
 from minilm.check_items import ITEMS, LAYERS, Case, formula_of, formula_pieces
-from minilm.check_table import GREEN, RESET
+from minilm.check_table import FD_ONLY, GREEN, RESET, TORCH_MISSING, YELLOW, format_table
 from minilm.nn.activation import ReLU
 from minilm.nn.normalization import LayerNorm
 from minilm.tolerances import GRADCHECK, TORCH
@@ -41,6 +44,82 @@ def run(argv, capsys):
 def run_json(argv, capsys):
     code, out, _ = run([*argv, "--json"], capsys)
     return code, json.loads(out)
+
+
+def run_cli(argv, capsys):
+    """(exit code, stdout, stderr) of `minilm check ARGV` through the real entry point, minilm.cli.main."""
+    code = cli.main(["check", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def without_torch(monkeypatch):
+    """Make `import torch` fail as it does where torch is not installed."""
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError(name="torch")
+    monkeypatch.delitem(sys.modules, "minilm.reference", raising=False)
+
+
+def display(line):
+    """The line as terminal cells: a combining mark (the hat of m̂) shares the cell of the letter before it."""
+    cells = []
+    for ch in line:
+        if unicodedata.combining(ch) and cells:
+            cells[-1] += ch
+        else:
+            cells.append(ch)
+    return cells
+
+
+def parse_table(text):
+    """The table's rows read back as {column header: text}, wrapped cells joined again; either layout.
+
+    The dashes under the header give the columns. Stacked (narrow) layout: the formula and the shapes sit on
+    lines indented by 4 under their row, their continuation lines by 6; every other line belongs to a row.
+    """
+    lines = text.split("\n\n")[0].splitlines()
+    rule = next(i for i, line in enumerate(lines) if line and set(line) <= {"-", " "})
+    spans, start = [], 0
+    for dashes in lines[rule].split("  "):
+        spans.append((start, start + len(dashes)))
+        start += len(dashes) + 2
+    stacked = any(line.startswith("    formula") for line in lines[:rule])
+    names = ["layer", "grad vs FD", "vs torch", "tolerance", "result"] if stacked else [
+        "layer", "formula", "shapes", "grad vs FD", "vs torch", "tolerance", "result"]
+    rows, under = [], None  # under: the list the formula or shapes line being read goes on
+    for line in lines[rule + 1:]:
+        indent = len(line) - len(line.lstrip())
+        if stacked and indent in (4, 6):
+            if indent == 4:
+                under = rows[-1].setdefault("formula" if "formula" not in rows[-1] else "shapes", [])
+            under.append(line.strip())
+            continue
+        cells = ["".join(display(line)[a:b if k < len(spans) - 1 else None]).strip() for k, (a, b) in enumerate(spans)]
+        if not rows or (under is not None if stacked else cells[0]):
+            rows.append({})
+            under = None
+        for name, cell in zip(names, cells):
+            if cell:
+                rows[-1].setdefault(name, []).append(cell)
+    return [{name: " ".join(parts) for name, parts in row.items()} for row in rows]
+
+
+def assert_table_holds(text, rows, width):
+    """Every line fits ``width``, and every row's name, formula, shapes, errors, tolerance and result are there."""
+    for line in text.splitlines():
+        assert len(display(line)) <= width, f"{len(display(line))} > {width}: {line!r}"
+    shown = parse_table(text)
+    assert len(shown) == len(rows)
+    for row, cells in zip(rows, shown):
+        assert cells["layer"] == row["name"] and cells["formula"] == row["formula"]
+        assert cells["shapes"] == row["shapes"]
+        assert cells["grad vs FD"] == ("—" if row["fd_tol"] is None else f"{row['fd_error']:.1e}")
+        if row["torch_error"] is not None:
+            assert cells["vs torch"] == f"{row['torch_error']:.1e}"
+        else:
+            assert cells["vs torch"] == {TORCH_MISSING: "not installed"}.get(row["torch_note"], "n/a")
+        assert cells["tolerance"].endswith(f" / {row['torch_tol']:.0e}")
+        fd_only = row["result"] == "PASS" and row["torch_note"] == TORCH_MISSING
+        assert cells["result"] == (FD_ONLY if fd_only else row["result"])
 
 
 def uses(item, cls):
@@ -100,13 +179,56 @@ def test_optimisers_are_compared_with_torch_not_differenced(full_report):
 def test_plain_table_without_a_tty_has_no_colour_and_no_progress_bar(capsys):
     code, out, err = run(["LayerNorm", "MultiHeadAttention", "AdamW"], capsys)
     assert code == 0
-    assert "\033[" not in out and err == ""
+    assert "\033[" not in out and (err == "" or not HAVE_TORCH)
     names = [item.name for item in ITEMS if item.layer in ("LayerNorm", "MultiHeadAttention", "AdamW")]
     for name in names:
         assert name in out
-    ln_line = next(line for line in out.splitlines() if line.startswith("LayerNorm "))
-    assert formula_of(next(i for i in ITEMS if i.layer == "LayerNorm")) in ln_line and ln_line.endswith("PASS")
-    assert f"{len(names)} passed, 0 failed" in out
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("LayerNorm "))
+    assert lines[at].endswith("PASS" if HAVE_TORCH else FD_ONLY)  # name, errors and result on one line
+    assert lines[at + 1].strip() == formula_of(next(i for i in ITEMS if i.layer == "LayerNorm"))  # formula under it
+    assert f"{len(names)} passed, 0 failed" in out or not HAVE_TORCH
+
+
+def test_piped_table_fits_100_columns_and_keeps_every_row(full_report, capsys):
+    """A pipe is no terminal to ask: the table fits 100 columns (it was 329 wide), losing nothing."""
+    code, out, _ = run_cli([], capsys)
+    assert code == 0
+    assert_table_holds(out, full_report[1]["rows"], check.PIPE_WIDTH)
+    assert check.PIPE_WIDTH == 100
+
+
+def as_if_without_torch(row):
+    """The row as a run without torch gives it: no torch error; an optimiser, with FD nothing to check, a SKIP."""
+    if row["torch_note"] is not None:
+        return row
+    skip = dict(passed=None, result="SKIP") if row["fd_tol"] is None else {}
+    return dict(row, torch_error=None, torch_note=TORCH_MISSING, torch_ran=False, **skip)
+
+
+@pytest.mark.parametrize("torch_ran", [True, False])
+@pytest.mark.parametrize("width", [70, 80, 100, 140, 250])
+def test_table_fits_narrow_and_wide_terminals(full_report, width, torch_ran):
+    """Narrow, the formula and shapes go under each row; wide, all seven columns stand side by side."""
+    rows = [row if torch_ran else as_if_without_torch(row) for row in full_report[1]["rows"]]
+    text = format_table(rows, "float64", width=width)
+    assert_table_holds(text, rows, width)
+    stacked = any(line.startswith("    formula (from its docstring)") for line in text.splitlines())
+    assert stacked == (width <= 140)
+
+
+def test_table_on_a_terminal_takes_its_width(monkeypatch, capsys):
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    _, report = run_json(["AdamW", "MultiHeadAttention", "ScaledDotProductAttention"], capsys)
+    for columns in (72, 260):
+        monkeypatch.setattr(shutil, "get_terminal_size", lambda *_, size=(columns, 24): os.terminal_size(size))
+        monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+        code, out, _ = run_cli(["AdamW", "MultiHeadAttention", "ScaledDotProductAttention"], capsys)
+        assert code == 0
+        assert_table_holds(out, report["rows"], columns)
+        stacked = any(line.startswith("    formula (from its docstring)") for line in out.splitlines())
+        assert stacked == (columns < 100)  # wide enough, all seven columns side by side
 
 
 def test_colours_on_a_terminal_unless_no_color(capsys, monkeypatch):
@@ -118,6 +240,14 @@ def test_colours_on_a_terminal_unless_no_color(capsys, monkeypatch):
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     _, out, _ = run(["Linear"], capsys)
     assert "\033[" not in out
+
+
+def test_a_pass_without_its_torch_half_is_yellow_not_green(full_report):
+    rows = [as_if_without_torch(row) for row in full_report[1]["rows"]]
+    text = format_table(rows, "float64", colour=True, width=120)
+    assert text.count(YELLOW + FD_ONLY + RESET) == sum(row["torch_note"] == TORCH_MISSING and row["result"] == "PASS"
+                                                         for row in rows) > 0
+    assert GREEN + "PASS" + RESET in text  # Dropout: nothing in torch to compare with, by design
 
 
 def test_float32_compares_torch_in_float32(capsys):
@@ -216,16 +346,65 @@ def test_the_seed_draws_new_weights_and_inputs(capsys):
     assert errors[0] == errors[1] != errors[2]
 
 
-def test_without_torch_the_column_says_so(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "torch", None)
-    monkeypatch.delitem(sys.modules, "minilm.reference", raising=False)
-    code, report = run_json(["Linear", "SGD"], capsys)
-    assert code == 0
+def test_without_torch_the_summary_says_the_comparison_did_not_run(monkeypatch, capsys):
+    """Not "21 passed": the rows whose torch half could not run are counted apart, and the summary says why."""
+    without_torch(monkeypatch)
+    code, out, err = run_cli([], capsys)
+    assert code == 0  # every check that ran passed
+    fd_only = [item.name for item in ITEMS if not item.torch and item.fd]
+    optimisers = [item.name for item in ITEMS if not item.fd]
+    by_design = [item.name for item in ITEMS if item.torch]  # Dropout: no torch twin even with torch
+    assert len(fd_only) + len(optimisers) + len(by_design) == len(ITEMS)
+    assert by_design == ["Dropout (training, p = 0.3)"]
+    summary, warning = " ".join(out.split("\n\n")[-1].split()).split(" PyTorch comparison")
+    assert summary.endswith(f"{len(by_design)} passed, {len(fd_only)} passed finite differences only, 0 failed, "
+                            f"{len(optimisers)} not checked (nothing to compare with)")
+    assert warning == (" NOT RUN: torch is not installed (pip install torch, or pip install '.[test]'); "
+                       "only finite differences were checked")
+    assert out.rstrip().endswith("only finite differences were checked")  # the last thing printed
+    assert "torch is not installed (pip install torch" in err  # seen even when stdout goes to a file
+    assert cli.main(["check", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert_table_holds(out, rows, 100)  # every FD-only row says "PASS (FD only)" and "not installed"
+    assert [row["result"] for row in parse_table(out)].count(FD_ONLY) == len(fd_only)
+
+
+def test_without_torch_json_says_so_and_keeps_its_fields(monkeypatch, capsys):
+    without_torch(monkeypatch)
+    code = cli.main(["check", "--json", "Linear", "SGD", "Dropout"])
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert code == 0 and report["passed"] is True
+    assert report["torch"] is None and report["torch_ran"] is False
+    assert "torch is not installed" in report["warning"] and "pip install torch" in report["warning"]
+    assert report["counts"] == {"passed": 1, "passed_fd_only": 1, "failed": 0, "not_checked": 1}
+    assert "torch is not installed" in err
     rows = {row["layer"]: row for row in report["rows"]}
-    assert rows["Linear"]["torch_note"] == "torch not installed" and rows["Linear"]["result"] == "PASS"
+    linear = rows["Linear"]
+    assert linear["torch_note"] == "torch not installed" and linear["torch_ran"] is False
+    assert linear["result"] == "PASS" and linear["passed"] is True  # as before: the check that ran passed
     assert rows["SGD"]["result"] == "SKIP"  # nothing to compare one step with
-    _, out, _ = run(["Linear"], capsys)
-    assert "torch not installed" in out
+    assert rows["Dropout"]["result"] == "PASS" and rows["Dropout"]["torch_note"] != "torch not installed"
+
+
+def test_without_torch_a_wrong_backward_still_fails(monkeypatch, capsys):
+    without_torch(monkeypatch)
+    monkeypatch.setattr(ReLU, "backward", lambda self, dy: dy)
+    code, out, _ = run_cli(["ReLU", "Linear"], capsys)
+    assert code == 1
+    assert "0 passed, 1 passed finite differences only, 1 failed: ReLU" in out
+    assert [line.split()[0] for line in out.splitlines() if line.endswith("FAIL")] == ["ReLU"]
+
+
+def test_with_torch_nothing_warns(full_report, capsys):
+    if not HAVE_TORCH:
+        pytest.skip("needs torch")
+    _, report = full_report
+    assert report["torch_ran"] is True and report["warning"] is None
+    assert report["counts"] == {"passed": len(report["rows"]), "passed_fd_only": 0, "failed": 0, "not_checked": 0}
+    assert all(row["torch_ran"] == (row["torch_note"] is None) for row in report["rows"])
+    code, out, err = run(["Linear"], capsys)
+    assert code == 0 and "NOT RUN" not in out and err == "" and out.rstrip().endswith("1 passed, 0 failed")
 
 
 def test_help_says_finite_differences_run_in_float64():
