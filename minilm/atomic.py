@@ -41,3 +41,19 @@ def replace_file(path, data):
         raise
     fsync_dir(path.parent)
     return path
+
+
+def refuse_to_replace(path, overwrite, what="checkpoint"):
+    """FileExistsError when ``path`` already holds something and ``overwrite`` is false: the one rule by which
+    a command may replace a checkpoint or an export the user named (DESIGN.md: --overwrite, and only it).
+
+    A folder left as ``<path>.previous`` by a save killed mid-swap counts as holding a checkpoint.
+    """
+    path = Path(path)
+    previous = path.with_name(path.name + ".previous")
+    taken = path.is_symlink() or path.exists() or previous.is_dir()
+    if path.is_dir() and not path.is_symlink() and not any(path.iterdir()) and not previous.is_dir():
+        taken = False  # an empty folder holds nothing to lose
+    if taken and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it with a new {what} "
+                              f"(nothing was written)")

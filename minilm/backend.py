@@ -7,7 +7,8 @@ Layer code is written once against ``xp``, which stands for whichever array libr
 
 ``xp`` forwards every attribute to the active library at call time, so ``use_backend`` takes effect
 everywhere at once, including in modules that imported ``xp`` before the switch. The backend is chosen by
-``MINILM_BACKEND=numpy|cupy`` when minilm is imported, or by ``minilm.use_backend(name)`` afterwards.
+``MINILM_BACKEND=numpy|cupy``, read when an array is first made (not at import, so a bad value is an error
+the command line can report, not a traceback from ``import minilm``), or by ``minilm.use_backend(name)``.
 Arrays made before a switch stay where they were: build (or ``load_state_dict``) models after switching.
 
 The two libraries agree on almost everything. The few places they are spelled differently live here:
@@ -29,17 +30,28 @@ import numpy as np
 
 BACKENDS = ("numpy", "cupy")
 CPU, GPU = BACKENDS  # the names other modules use, so only this file spells out the GPU library
-_active = {"name": "numpy", "lib": np}
+_active = {"name": None, "lib": None}  # None until the first use reads MINILM_BACKEND (see _lib)
+
+
+def _lib():
+    """The active array library, choosing it from MINILM_BACKEND on first use."""
+    if _active["lib"] is None:
+        name = os.environ.get("MINILM_BACKEND", CPU)
+        try:
+            use_backend(name)
+        except (ValueError, RuntimeError) as err:
+            raise type(err)(f"MINILM_BACKEND={name}: {err}") from None
+    return _active["lib"]
 
 
 class _ArrayNamespace:
     """Looks up every attribute on the active array library (numpy or cupy) when it is used."""
 
     def __getattr__(self, attr):
-        return getattr(_active["lib"], attr)
+        return getattr(_lib(), attr)
 
     def __repr__(self):
-        return f"<minilm array namespace: {_active['name']}>"
+        return f"<minilm array namespace: {backend_name()}>"
 
 
 xp = _ArrayNamespace()
@@ -66,25 +78,26 @@ def use_backend(name):
     """Make ``name`` ("numpy" or "cupy") the array library behind ``xp``; returns the library module."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    _active["lib"] = _import_cupy() if name == "cupy" else np
+    _active["lib"] = _import_cupy() if name == GPU else np
     _active["name"] = name
     return _active["lib"]
 
 
 def backend_name():
     """The active backend: "numpy" or "cupy"."""
+    _lib()
     return _active["name"]
 
 
 def asarray(a, dtype=None):
     """``a`` (a list, a NumPy or a CuPy array) as an array of the active backend."""
-    return _active["lib"].asarray(a, dtype=dtype)
+    return _lib().asarray(a, dtype=dtype)
 
 
 def to_numpy(a):
     """``a`` as a NumPy array on the host (a no-op for NumPy arrays)."""
-    if _active["name"] == "cupy":
-        return _active["lib"].asnumpy(a)
+    if backend_name() == GPU:
+        return _lib().asnumpy(a)
     return np.asarray(a)
 
 
@@ -94,7 +107,7 @@ def default_rng(seed=None):
     minilm's own layers keep their random state in a NumPy Generator on the host instead (see ``uniform``):
     a device Generator's state cannot be saved, so a run using one could not resume exactly.
     """
-    return _active["lib"].random.default_rng(seed)
+    return _lib().random.default_rng(seed)
 
 
 _device_generators = {}  # GPU id -> the one cuRAND Philox generator ``uniform`` re-seeds on every call
@@ -109,8 +122,8 @@ def uniform(rng, shape, dtype):
     generator whose whole state is that seed and a counter, so re-seeding it costs nothing. The same seed
     therefore gives different (equally uniform) draws on the CPU and on the GPU.
     """
-    if _active["name"] == "cupy":
-        lib = _active["lib"]
+    if backend_name() == GPU:
+        lib = _lib()
         device = lib.cuda.Device().id
         if device not in _device_generators:
             # Philox: counter-based, so re-seeding it on every call costs nothing
@@ -138,8 +151,8 @@ def scatter_add(target, indices, values):
     """
     indices = indices.reshape(-1)  # (N,)
     values = values.reshape(indices.shape[0], *target.shape[1:])  # (N, C)
-    if _active["name"] == "cupy":
-        _active["lib"].add.at(target, indices, values)
+    if backend_name() == GPU:
+        _lib().add.at(target, indices, values)
         return target
     if indices.size == 0:
         return target
@@ -164,10 +177,10 @@ def fused(expression, numpy=None):
 
     @functools.wraps(expression)
     def run(*arrays):
-        if _active["name"] != "cupy":
+        if backend_name() != GPU:
             return (numpy or expression)(*arrays)
         if "gpu" not in kernels:  # compiled once per process, for each dtype at its first call
-            kernels["gpu"] = _active["lib"].fuse(kernel_name=expression.__name__.strip("_"))(expression)
+            kernels["gpu"] = _lib().fuse(kernel_name=expression.__name__.strip("_"))(expression)
         return kernels["gpu"](*arrays)
 
     run.expression, run.numpy = expression, numpy
@@ -184,7 +197,7 @@ def sum_last_axis(a):
     n = a.shape[-1]
     if n == 0:  # no rows to multiply: an empty sum is 0
         return a.sum(axis=-1, keepdims=True)
-    row_sums = a.reshape(-1, n) @ _active["lib"].ones(n, dtype=a.dtype)  # (N,)
+    row_sums = a.reshape(-1, n) @ _lib().ones(n, dtype=a.dtype)  # (N,)
     return row_sums.reshape(*a.shape[:-1], 1)  # (..., 1)
 
 
@@ -198,7 +211,7 @@ def softmax_shift(S):
     and one min over the whole array cost a tenth of that (measured at T = 64: 15 µs against 200 µs). On the
     GPU a max per row is one fast reduction, and reading two numbers back to the host would stall it: None.
     """
-    if S.size == 0 or _active["name"] == "cupy":
+    if S.size == 0 or backend_name() == GPU:
         return None
     top, bottom = float(S.max()), float(S.min())
     return top if top - bottom <= -0.5 * math.log(np.finfo(S.dtype).tiny) else None  # NaN or inf: None
@@ -213,7 +226,7 @@ def erf(x):
     NumPy has no erf. SciPy's is used when SciPy is installed; otherwise ``math.erf`` element by element,
     which is exact to double precision but slow on large arrays. CuPy has its own.
     """
-    if _active["name"] == "cupy":
+    if backend_name() == GPU:
         import cupyx.scipy.special
 
         return cupyx.scipy.special.erf(x)
@@ -251,4 +264,10 @@ def _keep_freed_heap():
 
 
 _keep_freed_heap()
-use_backend(os.environ.get("MINILM_BACKEND", "numpy"))
+
+
+def device_memory_bytes():
+    """Total memory of the device arrays live on: the GPU's own, or the host's RAM for NumPy."""
+    if backend_name() == GPU:
+        return int(_lib().cuda.Device().mem_info[1])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

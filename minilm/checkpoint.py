@@ -96,7 +96,11 @@ def save_checkpoint(path, model_state, config, tokenizer=None, optimizer_state=N
             write_file(tmp / name, data)
         fsync_dir(tmp)
         _swap_in(tmp, path)
-    except Exception:  # a failed save (disk full, ...) leaves no temp folder; the last good checkpoint stands
+    except OSError as err:  # disk full, read-only folder ...: named by the checkpoint, not the temp file
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OSError(err.errno, f"{err.strerror or err} while saving this checkpoint; nothing was replaced "
+                      f"(any checkpoint already there is intact)", str(path)) from err
+    except BaseException:  # a failed save leaves no temp folder; the last good checkpoint stands
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
@@ -123,22 +127,6 @@ def load_checkpoint(path):
         finally:
             os.close(fd)
     raise FileNotFoundError(f"checkpoint folder {path} kept vanishing while being read (another process saving?)")
-
-
-def refuse_to_replace(path, overwrite, what="checkpoint"):
-    """FileExistsError when ``path`` already holds something and ``overwrite`` is false: the one rule by which
-    a command may replace a checkpoint or an export the user named (DESIGN.md: --overwrite, and only it).
-
-    A folder left as ``<path>.previous`` by a save killed mid-swap counts as holding a checkpoint.
-    """
-    path = Path(path)
-    previous = path.with_name(path.name + ".previous")
-    taken = path.is_symlink() or path.exists() or previous.is_dir()
-    if path.is_dir() and not path.is_symlink() and not any(path.iterdir()) and not previous.is_dir():
-        taken = False  # an empty folder holds nothing to lose
-    if taken and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it with a new {what} "
-                              f"(nothing was written)")
 
 
 def check_config(saved, wanted, ignore=()):

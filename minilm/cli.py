@@ -6,22 +6,55 @@
     minilm export / import-hf                                GPT-2 weights in the Hugging Face layout
 
 Exit codes: 0 success; 1 a check that failed (``minilm check``); 2 bad usage or bad input (an unknown
-option, a missing file, a corrupt checkpoint), with one line on stderr naming the problem.
+option, a number out of range, a missing file, a corrupt checkpoint, a full disk), with one line on stderr
+naming the problem; 130 interrupted. No input ends in a traceback.
 """
 
 import argparse
 import importlib
+import math
 import sys
+
+from minilm.backend import backend_name
 
 # command -> (module, function adding its options to a parser, function running it and returning an exit code)
 COMMANDS = {
-    "train": ("minilm.train", "add_arguments", "run"),
+    "train": ("minilm.train_cli", "add_arguments", "run"),
     "sample": ("minilm.sample", "add_arguments", "run"),
     "check": ("minilm.check", "add_arguments", "run"),
     "attention": ("minilm.figures", "add_attention_arguments", "run_attention"),
     "export": ("minilm.hf_cli", "add_export_arguments", "run_export"),
     "import-hf": ("minilm.hf_cli", "add_import_arguments", "run_import"),
 }
+POSITIVE = math.ulp(0.0)  # the smallest float above 0: ``bounded(float, POSITIVE)`` means "> 0"
+
+
+def bounded(kind, low, high=None, high_excluded=False):
+    """An argparse type: ``kind`` (int or float) in [low, high] (or [low, high)), else a usage error."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if not math.isfinite(value) or value < low or (high is not None and (
+                value > high or (high_excluded and value == high))):
+            shown = "> 0" if low == POSITIVE else f">= {low}"
+            upper = "" if high is None else f" and {'<' if high_excluded else '<='} {high}"
+            raise argparse.ArgumentTypeError(f"must be {shown}{upper}, got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+class DefaultsShown(argparse.HelpFormatter):
+    """Help lines end with the option's default, unless the help already says it or there is none to show."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.required or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return text + " (default: %(default)s)"
 
 
 def build_parser():
@@ -32,7 +65,8 @@ def build_parser():
         add = getattr(module, add_arguments)
         # a module serving two commands documents each one on its add-arguments function
         summary = (add.__doc__ or module.__doc__ or "").strip().splitlines()[0]
-        command = subcommands.add_parser(name, help=summary, description=summary)
+        command = subcommands.add_parser(name, help=summary, description=summary,
+                                         formatter_class=DefaultsShown)
         add(command)
         command.set_defaults(run=getattr(module, run))
     return parser
@@ -42,13 +76,22 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        backend_name()  # MINILM_BACKEND is read here: a bad value is a one-line error, not a traceback
         return args.run(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        print(f"minilm {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, TypeError, OSError, RuntimeError) as err:
+        print(f"minilm {args.command}: error: {_describe(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"minilm {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _describe(err):
+    """An exception as one line: an OSError from the system (disk full, read-only folder) with its path."""
+    if isinstance(err, OSError) and err.strerror and err.filename is not None:
+        paths = " -> ".join(str(p) for p in (err.filename, err.filename2) if p is not None)
+        return f"{paths}: {err.strerror}"
+    return str(err)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,14 @@ trap:     attn.c_proj.weight is square (C, C): leaving out its transpose passes 
           loads without a word; only the logits show it, which is why the tests compare logits with transformers.
 refusals: load_gpt2 refuses a config minilm cannot build (an activation other than tanh GELU, n_inner ≠ 4C,
           attention scaled by 1/(layer index) or not by 1/√hs, cross-attention, an untied head); save_gpt2
-          refuses a model the GPT-2 layout cannot hold (post-LN, sinusoidal positions, an untied head, no
-          biases). Each names the field and its value.
+          refuses a model the GPT-2 layout cannot hold (post-LN, sinusoidal positions, an untied head). Each
+          names the field and its value.
+bias:     a bias=False model (the training default) is written with zero Linear biases, the same function,
+          and reads back as bias=True with those zeros; its LayerNorms have biases either way.
 ref:      transformers' models/gpt2/modeling_gpt2.py and pytorch_utils.Conv1D; Radford et al. 2019 (GPT-2)
 """
 
+import dataclasses
 import json
 import os
 import secrets
@@ -30,6 +33,7 @@ import safetensors.numpy
 
 from minilm.backend import to_numpy
 from minilm.atomic import fsync_dir, write_file
+from minilm.checkpoint import _swap_in  # the checkpoint's replace-a-folder protocol, reused for --overwrite
 from minilm.data.bpe import BPETokenizer
 from minilm.models.gpt import GPT, GPTConfig
 from minilm.nn.normalization import LayerNorm
@@ -88,7 +92,7 @@ def name_map(n_layer):
 
 
 def config_from_hf(hf):
-    """(GPTConfig, LayerNorm eps) from a config.json dict; ValueError naming a field minilm cannot build."""
+    """The GPTConfig of a config.json dict; ValueError naming a field minilm cannot build."""
     for field, (allowed, default, why) in MUST_BE.items():
         value = hf.get(field, default)
         if field == "n_inner" and value == 4 * hf.get("n_embd", 0):
@@ -106,15 +110,15 @@ def config_from_hf(hf):
         raise ValueError(f"config.json layer_norm_epsilon must be a positive number, got {eps!r}")
     # minilm has one dropout probability; dropout only acts in training, so take the strongest of the three
     dropout = max(float(hf.get(name, 0.1)) for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop"))
-    return GPTConfig(**sizes, dropout=dropout, bias=True, pos="learned", norm="pre", tie_weights=True), float(eps)
+    return GPTConfig(**sizes, dropout=dropout, bias=True, pos="learned", norm="pre", tie_weights=True,
+                     layer_norm_eps=float(eps))
 
 
 def check_exportable(cfg):
     """ValueError naming the GPTConfig field the GPT-2 layout cannot hold."""
     for field, wanted, why in (("norm", "pre", "GPT-2 blocks are pre-LN (x + f(LN(x))) with a final ln_f"),
                                ("pos", "learned", "GPT-2 learns its position table wpe"),
-                               ("tie_weights", True, "GPT-2's lm_head is wte itself"),
-                               ("bias", True, "GPT-2's Conv1D layers all have biases")):
+                               ("tie_weights", True, "GPT-2's lm_head is wte itself")):
         if getattr(cfg, field) != wanted:
             raise ValueError(f"the GPT-2 layout cannot hold a model with {field}={getattr(cfg, field)!r}: {why}")
 
@@ -124,14 +128,15 @@ def hf_config(model):
     cfg = model.config
     check_exportable(cfg)
     eps = sorted({m.eps for _, m in model.named_modules() if isinstance(m, LayerNorm)})
-    if len(eps) != 1:
-        raise ValueError(f"GPT-2 has one layer_norm_epsilon, but this model's LayerNorms use {eps}")
+    if eps != [cfg.layer_norm_eps]:  # an eps set by hand on a module, which the config would not carry
+        raise ValueError(f"GPT-2 has one layer_norm_epsilon, the config's {cfg.layer_norm_eps}, "
+                         f"but this model's LayerNorms use {eps}")
     end_of_text = 50256 if cfg.vocab_size > 50256 else None  # GPT-2's <|endoftext|>, only in its own vocabulary
     return {
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
         "vocab_size": cfg.vocab_size, "n_positions": cfg.block_size, "n_ctx": cfg.block_size,
         "n_embd": cfg.n_embd, "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_inner": None,
-        "activation_function": "gelu_new", "layer_norm_epsilon": eps[0],
+        "activation_function": "gelu_new", "layer_norm_epsilon": float(cfg.layer_norm_eps),
         "embd_pdrop": cfg.dropout, "attn_pdrop": cfg.dropout, "resid_pdrop": cfg.dropout,
         "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False,
         "tie_word_embeddings": True, "initializer_range": 0.02, "use_cache": True,
@@ -142,6 +147,10 @@ def hf_config(model):
 def hf_state(model):
     """Hugging Face name -> C-contiguous NumPy array (Conv1D matrices transposed); lm_head is left to the tie."""
     ours = model.state_dict()
+    for _, name, _ in name_map(model.config.n_layer):
+        if name not in ours:  # bias=False: the Linear's bias is zeros, one per output (row) of its (out, in) weight
+            weight = to_numpy(ours[name.removesuffix("bias") + "weight"])  # "...in_proj_bias" -> "...in_proj_weight"
+            ours[name] = np.zeros(weight.shape[0], weight.dtype)
     # safetensors 0.8.0 writes a transposed view in memory order, scrambling it: copy into C order
     return {theirs: np.ascontiguousarray(to_numpy(ours[name]).T if t else to_numpy(ours[name]))
             for theirs, name, t in name_map(model.config.n_layer)}
@@ -194,8 +203,10 @@ def _read_safetensors(file):
 def read_folder(path):
     """(config.json dict, Hugging Face name -> NumPy array) of a local Hugging Face model folder."""
     folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is a file, not a Hugging Face model folder")
     if not folder.is_dir():
-        raise FileNotFoundError(f"Hugging Face model folder {folder} does not exist or is not a folder")
+        raise FileNotFoundError(f"Hugging Face model folder {folder} does not exist")
     if not (folder / CONFIG).is_file():
         raise FileNotFoundError(f"{folder} has no {CONFIG}: not a Hugging Face model folder")
     config = _read_json(folder / CONFIG)
@@ -212,37 +223,63 @@ def read_folder(path):
     raise FileNotFoundError(f"{folder} has no {WEIGHTS} (minilm reads safetensors only, never pickled .bin files)")
 
 
-def load_gpt2(path, dtype="float32"):
-    """The GPT held by the Hugging Face GPT-2 folder ``path``, in ``dtype``, in eval mode (as from_pretrained)."""
+def load_gpt2(path, dtype="float32", *, rng=None, dropout=None):
+    """The GPT held by the Hugging Face GPT-2 folder ``path``, in ``dtype``, in eval mode (as from_pretrained).
+
+    rng seeds the dropout masks as ``GPT(config, rng)`` does (None: fresh entropy), so a fine-tune is
+    reproducible; dropout None keeps the folder's (its largest pdrop), a float in [0, 1) replaces it.
+    """
     hf, arrays = read_folder(path)
-    cfg, eps = config_from_hf(hf)
-    model = GPT(cfg).to(dtype)
-    for _, module in model.named_modules():
-        if isinstance(module, LayerNorm):
-            module.eps = eps
+    cfg = config_from_hf(hf)
+    if dropout is not None:
+        cfg = dataclasses.replace(cfg, dropout=dropout)  # GPTConfig checks the range
+    model = GPT(cfg, rng=rng).to(dtype)  # the random weights drawn here are all overwritten just below
     model.load_state_dict(minilm_state(arrays, model, Path(path)))
     return model.eval()
 
 
-def save_gpt2(model, path):
-    """Write ``model`` as a Hugging Face GPT-2 folder that GPT2LMHeadModel.from_pretrained(path) opens.
+def check_export_path(path, overwrite=False):
+    """FileExistsError unless ``path`` may receive an export: absent or an empty folder, or with ``overwrite``
+    an earlier export (a folder holding config.json and weights). Anything else, a file or a folder of other
+    things, is refused even with ``overwrite``: an export must never eat user files."""
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        raise ValueError(f"export path must name a folder, got {str(path)!r}")
+    if not path.is_symlink() and (not path.exists() or path.is_dir() and not any(path.iterdir())):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{path} already exists; export into a new or empty folder")
+    if path.is_symlink() or not path.is_dir():
+        raise FileExistsError(f"{path} exists and is not a folder; refusing to replace it with an export")
+    if not ((path / CONFIG).is_file() and ((path / WEIGHTS).is_file() or (path / INDEX).is_file())):
+        raise FileExistsError(f"{path} is not a Hugging Face model folder (no {CONFIG} and {WEIGHTS}); "
+                              "refusing to replace it with an export")
 
-    Atomic: the files go into a temp folder beside ``path``, renamed to ``path`` once complete. ``path`` must
-    not exist or be an empty folder: an export never replaces files.
+
+def save_gpt2(model, path, tokenizer=None, overwrite=False):
+    """Write ``model`` (and a BPE ``tokenizer`` as vocab.json + merges.txt) as a Hugging Face GPT-2 folder that
+    GPT2LMHeadModel.from_pretrained(path) opens. ``path``: as ``check_export_path`` allows.
+
+    Atomic: the files go into a temp folder beside ``path``, renamed to ``path`` once complete; an earlier
+    export is replaced whole by the checkpoint's swap (a kill mid-swap leaves it at <path>.previous).
     """
     path = Path(path)
     files = {CONFIG: (json.dumps(hf_config(model), indent=2) + "\n").encode(),
              WEIGHTS: safetensors.numpy.save(hf_state(model), metadata={"format": "pt"})}
-    if path.is_symlink() or (path.exists() and not (path.is_dir() and not any(path.iterdir()))):
-        raise FileExistsError(f"{path} already exists; export into a new or empty folder")
+    check_export_path(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     os.mkdir(tmp, 0o777)  # the umask applies
     try:
         for name, data in files.items():
             write_file(tmp / name, data)  # 0644 under umask 022, fsynced
+        if tokenizer is not None:
+            tokenizer.save_gpt2_files(tmp / "vocab.json", tmp / "merges.txt")
         fsync_dir(tmp)
-        os.rename(tmp, path)  # replaces an empty folder; ENOTEMPTY if another process filled it meanwhile
+        if overwrite:
+            _swap_in(tmp, path)  # path -> path.previous, tmp -> path, remove path.previous
+        else:
+            os.rename(tmp, path)  # replaces an empty folder; ENOTEMPTY if another process filled it meanwhile
     except BaseException:  # a failed export (disk full, Ctrl-C) leaves no temp folder behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise

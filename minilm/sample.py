@@ -30,6 +30,7 @@ import numpy as np
 
 from minilm.backend import BACKENDS, asarray, to_numpy, use_backend, xp
 from minilm.checkpoint import MODEL, load_checkpoint
+from minilm.cli import bounded
 from minilm.data import tokenizer_from_dict
 from minilm.models import GPT, GPTConfig
 from minilm.nn.module import host_rng
@@ -152,13 +153,7 @@ def resolve_checkpoint(path):
 def load_model(path):
     """(model, tokenizer, checkpoint) from a checkpoint folder or a training output folder (see resolve_checkpoint)."""
     ckpt = load_checkpoint(resolve_checkpoint(path))
-    model_config = ckpt.config.get("model")
-    if not isinstance(model_config, dict):
-        raise ValueError(f"checkpoint config.json in {ckpt.path} has no 'model' section")
-    try:
-        config = GPTConfig(**model_config)
-    except TypeError as err:
-        raise ValueError(f"checkpoint config.json in {ckpt.path} is not a GPTConfig: {err}") from err
+    config = GPTConfig.from_checkpoint(ckpt.config.get("model"), ckpt.path)
     model = GPT(config)
     model.load_state_dict(ckpt.model_state)
     if ckpt.tokenizer is None:
@@ -173,13 +168,14 @@ def add_arguments(parser):
     parser.add_argument("--ckpt", required=True, metavar="DIR",
                         help="a checkpoint folder, or a training output folder (its best/, else its latest/)")
     parser.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
-    parser.add_argument("--max-new-tokens", type=int, default=500, metavar="N", help="tokens to generate")
+    parser.add_argument("--max-new-tokens", type=bounded(int, 0), default=500, metavar="N", help="tokens to generate")
     parser.add_argument("--temperature", type=float, default=1.0, metavar="T",
                         help="divide the logits by T: < 1 sharper, > 1 more varied, 0 greedy (argmax)")
     parser.add_argument("--top-k", type=int, default=None, metavar="K", help="sample among the K most likely tokens")
     parser.add_argument("--top-p", type=float, default=None, metavar="P",
                         help="sample among the fewest most likely tokens whose probability reaches P (nucleus)")
-    parser.add_argument("--seed", type=int, default=1337, help="seed of the host random generator that draws tokens")
+    parser.add_argument("--seed", type=bounded(int, 0), default=1337,
+                        help="seed of the host random generator that draws tokens")
     parser.add_argument("--backend", choices=BACKENDS, default=None,
                         help="array library (default: the active one, MINILM_BACKEND or numpy)")
     parser.add_argument("--no-cache", action="store_true",

@@ -6,50 +6,50 @@
         loss = CE(model(x), y)
         model.zero_grad(); model.backward(CE.backward())   every gradient by hand
         clip_grad_norm(params, grad_clip); optimizer.step()
-        every eval_interval steps: estimate train and val loss, save OUT/latest (and OUT/best when val improves)
+        every eval_interval steps: estimate train and val loss, save OUT/best (when val improves), then OUT/latest
 
 Checkpoints hold the model, the optimiser, the tokenizer and the train state (step, both random
-generators, best val loss, loss history), so ``--resume`` continues exactly where the last save left off:
-an interrupted run and an uninterrupted one end with the same weights.
+generators, best val loss, loss history, the resolved learning-rate schedule and a fingerprint of the data),
+so ``--resume`` continues exactly where the last save left off: an interrupted run and an uninterrupted one
+end with the same weights. A resume takes everything that defines the run from the checkpoint and may
+change only RESUMABLE (DESIGN.md); the schedule recorded at the first save is kept unless --lr-decay-iters
+asks for another.
 ref: Karpathy's nanoGPT train.py, whose Shakespeare configs the presets reproduce.
 """
 
-import argparse
 import dataclasses
-import inspect
 import math
+import os
 import pathlib
-import re
 import time
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
-from minilm.backend import BACKENDS, CPU, GPU, to_numpy, use_backend
-from minilm.checkpoint import check_config, load_checkpoint, save_checkpoint
-from minilm.hf import gpt2_tokenizer, load_gpt2
+from minilm.backend import GPU, backend_name, use_backend
+from minilm.checkpoint import load_checkpoint, save_checkpoint
 from minilm.data import (BPETokenizer, CharTokenizer, every_window, get_batch, load_text, rng_from_state, split,
                          tokenizer_from_dict)
+from minilm.hf import gpt2_tokenizer, load_gpt2
 from minilm.models import GPT, GPTConfig
+from minilm.memory import check_memory
 from minilm.nn.attention import keep_attention_weights
-from minilm.nn.dropout import Dropout
 from minilm.nn.loss import CrossEntropyLoss
-from minilm.optim import AdamW, WarmupCosine, clip_grad_norm, decay_groups
+from minilm.optim import AdamW, clip_grad_norm, decay_groups
+from minilm.run_state import (best_loss_on_disk, check_init_from, check_out, dropout_states, fingerprint,
+                              restore_dropout_states, resumed_config, schedule_for)
 
 MODEL_FIELDS = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "pos", "norm", "tie_weights")
-CHOICES = {"backend": BACKENDS, "pos": ("learned", "sinusoidal"), "norm": ("pre", "post"), "tokenizer": ("char", "bpe")}
-# fields a resumed run may change without changing what is being trained
-RESUMABLE_CHANGES = ("max_iters", "eval_interval", "eval_iters", "out", "resume", "sample_tokens", "backend", "data",
-                     "recompute_attention")
 
 
 @dataclass
 class TrainConfig:
     data: str = None  # a UTF-8 text file or a folder of .txt files; None: the embedded tiny Shakespeare
     out: str = "out"  # where OUT/latest and OUT/best checkpoints go
-    resume: bool = False  # continue from OUT/latest: step, weights, optimiser and random state
-    backend: str = CPU  # "numpy" (the CPU) or the GPU backend (see minilm.backend)
+    resume: bool = False  # continue from OUT/latest: its model, data, optimiser, schedule and random state
+    overwrite: bool = False  # let a new run replace checkpoints already in OUT (otherwise it refuses)
+    backend: str = None  # "numpy" (the CPU) or the GPU backend (see minilm.backend); None: MINILM_BACKEND or numpy
     seed: int = 1337  # seeds the initial weights, the batches and dropout
     init_from: str = None  # a Hugging Face GPT-2 folder to fine-tune (its weights and tokenizer); None: a new model
     tokenizer: str = "char"  # "char" (one token per character, as nanoGPT) or "bpe" (byte-level BPE trained on the data)
@@ -70,7 +70,7 @@ class TrainConfig:
     lr: float = 1e-3  # peak learning rate, reached after warmup
     min_lr: float = 1e-4  # the cosine's floor, lr / 10 as nanoGPT
     warmup_iters: int = 100  # linear warmup steps (capped at lr_decay_iters, so short runs need no change)
-    lr_decay_iters: int = None  # step at which min_lr is reached; None: max_iters
+    lr_decay_iters: int = None  # step at which min_lr is reached; None: max_iters of the first run
     weight_decay: float = 0.1  # AdamW's decoupled decay, on 2-D weights only
     beta1: float = 0.9  # Adam's first-moment decay
     beta2: float = 0.99  # second-moment decay; 0.99 rather than 0.999 because few tokens per step
@@ -117,59 +117,87 @@ def split_loss(model, data, cfg):
     return total / count
 
 
-def dropout_states(model):
-    """name -> the bit-generator state of every Dropout's Generator (JSON-able on NumPy), for exact resumes."""
-    states = {}
-    for name, module in model.named_modules():
-        state = getattr(getattr(module, "rng", None), "bit_generator", None)
-        if isinstance(module, Dropout) and state is not None and isinstance(state.state, dict):
-            states[name] = state.state
-    return states
-
-
-def restore_dropout_states(model, states):
-    for name, module in model.named_modules():
-        if name in states:
-            module.rng.bit_generator.state = states[name]
+def start_ids(tokenizer, text):
+    """The one-token prompt a sample starts from: a newline where the tokenizer knows one, else the text's first
+    character (a corpus without any newline has no "\\n" in its character vocabulary)."""
+    try:
+        return tokenizer.encode("\n")[None, :]  # (1, 1)
+    except ValueError:
+        return tokenizer.encode(text[0])[None, :]
 
 
 class Trainer:
-    """Holds the model, optimiser, data and random state of one run; ``train()`` runs it to ``max_iters``."""
+    """Holds the model, optimiser, data and random state of one run; ``train()`` runs it to ``max_iters``.
 
-    def __init__(self, cfg, log=print):
-        self.cfg, self.log = cfg, log
+    given: the names of the TrainConfig fields the caller chose (the command line's explicit options); on a
+    resume, only these are checked against the checkpoint and the rest come from it. None: every field of
+    ``cfg`` was chosen, as when a library caller builds the whole config.
+    """
+
+    def __init__(self, cfg, log=print, given=None):
+        self.log = log
         self.out = pathlib.Path(cfg.out)
-        use_backend(cfg.backend)
+        if given is not None and cfg.init_from and not cfg.resume:
+            check_init_from(cfg, set(given))  # a library caller's whole config has every field "given"
+        given = {f.name for f in dataclasses.fields(TrainConfig)} if given is None else set(given)
+        resumed = self._resumed(cfg) if cfg.resume else None
+        if resumed is not None:
+            cfg = resumed_config(resumed.config.get("train"), cfg, given, self.out)
+        else:
+            check_out(self.out, cfg.overwrite)
+        use_backend(cfg.backend or backend_name())
+        self.cfg = cfg = dataclasses.replace(cfg, backend=backend_name())  # recorded as resolved
+        if cfg.min_lr > cfg.lr:
+            raise ValueError(f"min_lr {cfg.min_lr} is above lr {cfg.lr}: the cosine would climb")
         text = load_text(cfg.data)
-        resumed = load_checkpoint(self.out / "latest") if cfg.resume else None
-        if resumed is None and (self.out / "latest").exists():
-            raise FileExistsError(f"{self.out / 'latest'} already holds a checkpoint: pass --resume to continue "
-                                  f"it, or choose another --out (nothing was overwritten)")
-        if resumed is not None:  # the architecture and tokenizer are the checkpoint's own
-            check_config(resumed.config["train"], _plain(cfg), ignore=RESUMABLE_CHANGES)
+        self.data_fingerprint = fingerprint(text)
+        if resumed is not None:
+            saved = (resumed.train_state or {}).get("data")
+            if saved is not None and saved != self.data_fingerprint:
+                where = cfg.data or "the embedded corpus"
+                raise ValueError(f"the data at {where} has changed since {self.out / 'latest'} was saved "
+                                 f"({saved['characters']:,} characters then, {len(text):,} now): resume trains on "
+                                 f"the same text, or start a new run")
             self.tokenizer = tokenizer_from_dict(resumed.tokenizer)
-            self.model = GPT(GPTConfig(**resumed.config["model"]), rng=cfg.seed)
+            config = GPTConfig.from_checkpoint(resumed.config.get("model"), resumed.path)
+            check_memory(config)
+            self.model = GPT(config, rng=cfg.seed)
         elif cfg.init_from:  # fine-tune GPT-2: its weights, its tokenizer
-            self.model, self.tokenizer = load_gpt2(cfg.init_from).train(), gpt2_tokenizer(cfg.init_from)
+            dropout = cfg.dropout if "dropout" in given else None  # left out: the folder's own dropout
+            self.model = load_gpt2(cfg.init_from, rng=cfg.seed, dropout=dropout).train()
+            self.tokenizer = gpt2_tokenizer(cfg.init_from)
             if self.tokenizer is None:
                 raise FileNotFoundError(f"{cfg.init_from} has no vocab.json + merges.txt: fine-tuning needs its tokenizer")
         else:
             self.tokenizer = (BPETokenizer.train(text, cfg.vocab_size) if cfg.tokenizer == "bpe"
                               else CharTokenizer.from_text(text))
-            self.model = GPT(model_config(cfg, self.tokenizer.vocab_size), rng=cfg.seed)
+            config = model_config(cfg, self.tokenizer.vocab_size)
+            check_memory(config)
+            self.model = GPT(config, rng=cfg.seed)
         keep_attention_weights(self.model, not cfg.recompute_attention)
         if cfg.block_size > self.model.config.block_size:
             raise ValueError(f"block_size {cfg.block_size} exceeds the model's context of {self.model.config.block_size}")
+        self.sample_start = start_ids(self.tokenizer, text)
         self.train_data, self.val_data = split(self.tokenizer.encode(text))
+        for name, part, share in (("train", self.train_data, "first 90%"), ("val", self.val_data, "last 10%")):
+            if len(part) < cfg.block_size + 1:
+                raise ValueError(f"the {name} split (the {share} of the data) has {len(part)} tokens, fewer than "
+                                 f"block_size + 1 = {cfg.block_size + 1}: give more data or a smaller --block-size")
         self.optimizer = AdamW(decay_groups(self.model, cfg.weight_decay), lr=cfg.lr,
                                betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
-        decay_iters = cfg.lr_decay_iters or cfg.max_iters
-        self.schedule = WarmupCosine(cfg.lr, cfg.min_lr, min(cfg.warmup_iters, decay_iters), decay_iters)
+        self.schedule = schedule_for(cfg, resumed, given, log)
         self.rng = np.random.default_rng(cfg.seed)  # training batches
         self.eval_rng = np.random.default_rng(cfg.seed + 1)  # evaluation batches, apart so evals never shift training
         self.step, self.best_val, self.history = 0, math.inf, []
         if resumed is not None:
             self._restore(resumed)
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def _resumed(self, cfg):
+        latest = self.out / "latest"
+        if not latest.exists() and not latest.with_name("latest.previous").is_dir():
+            raise FileNotFoundError(f"nothing to resume: {latest} does not exist (train without --resume to start)")
+        return load_checkpoint(latest)
 
     def _restore(self, ckpt):
         self.model.load_state_dict(ckpt.model_state)
@@ -178,15 +206,18 @@ class Trainer:
         self.step, self.best_val, self.history = state["step"], state["best_val_loss"], state["history"]
         self.rng, self.eval_rng = rng_from_state(state["rng"]), rng_from_state(state["eval_rng"])
         restore_dropout_states(self.model, state.get("dropout_rngs", {}))
+        self.best_val = min(self.best_val, best_loss_on_disk(self.out / "best"))
         self.log(f"resumed from {self.out / 'latest'} at step {self.step}")
 
     def save(self, name):
+        schedule = dataclasses.asdict(self.schedule)
         save_checkpoint(self.out / name, self.model.state_dict(),
                         {"model": dataclasses.asdict(self.model.config), "train": _plain(self.cfg)},
                         tokenizer=self.tokenizer.to_dict(), optimizer_state=self.optimizer.state_dict(),
                         train_state={"step": self.step, "best_val_loss": self.best_val, "history": self.history,
                                      "rng": self.rng.bit_generator.state, "eval_rng": self.eval_rng.bit_generator.state,
-                                     "dropout_rngs": dropout_states(self.model)})
+                                     "dropout_rngs": dropout_states(self.model), "schedule": schedule,
+                                     "data": self.data_fingerprint})
 
     def evaluate_and_save(self):
         train_loss = estimate_loss(self.model, self.train_data, self.cfg, self.eval_rng)
@@ -194,11 +225,12 @@ class Trainer:
         self.history.append({"step": self.step, "train": train_loss, "val": val_loss, "lr": self.schedule(self.step)})
         self.log(f"step {self.step}: train loss {train_loss:.4f}, val loss {val_loss:.4f} "
                  f"(perplexity {math.exp(val_loss):.2f})")
-        improved = val_loss < self.best_val
-        self.best_val = min(self.best_val, val_loss)
-        self.save("latest")
-        if improved:
+        if val_loss < self.best_val:
+            self.best_val = val_loss
+            # best first: a stop between the two saves leaves a best whose loss is its own weights', and
+            # latest one evaluation behind, which a resume repeats exactly
             self.save("best")
+        self.save("latest")
 
     def train_step(self):
         cfg = self.cfg
@@ -221,8 +253,8 @@ class Trainer:
     def train(self):
         cfg = self.cfg
         tokens_per_step = cfg.batch_size * cfg.block_size
-        bar = tqdm(total=cfg.max_iters, initial=self.step, desc="training", unit="step", dynamic_ncols=True,
-                   disable=None)  # None: a bar on a terminal, nothing in a log file
+        bar = tqdm(total=cfg.max_iters, initial=min(self.step, cfg.max_iters), desc="training", unit="step",
+                   dynamic_ncols=True, disable=None)  # None: a bar on a terminal, nothing in a log file
         with bar:
             while True:
                 due = self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters
@@ -238,47 +270,7 @@ class Trainer:
 
 
 def _plain(cfg):
-    return dataclasses.asdict(cfg)
-
-
-def _field_help(cls):
-    """field name -> its end-of-line comment in the dataclass source: the one description of each option."""
-    lines = inspect.getsource(cls).splitlines()
-    return {m.group(1): m.group(2) for m in (re.match(r"\s+(\w+): .*?#\s*(.*)$", line) for line in lines) if m}
-
-
-def add_arguments(parser):
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
-                        help="starting configuration: cpu (nanoGPT's low-budget Shakespeare run, the default) "
-                             "or gpu (nanoGPT's train_shakespeare_char); every option below overrides it")
-    descriptions = _field_help(TrainConfig)
-    for field in dataclasses.fields(TrainConfig):
-        flag, help_text = "--" + field.name.replace("_", "-"), descriptions.get(field.name)
-        if field.type is bool:
-            action = "store_true" if field.name == "resume" else argparse.BooleanOptionalAction
-            parser.add_argument(flag, action=action, default=None, dest=field.name, help=help_text)
-        else:
-            parser.add_argument(flag, type=field.type, default=None, dest=field.name, choices=CHOICES.get(field.name),
-                                metavar=None if field.name in CHOICES else field.type.__name__.upper(), help=help_text)
-
-
-def config_from_args(args):
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                 if getattr(args, f.name, None) is not None}
-    return dataclasses.replace(PRESETS[args.preset], **overrides)
-
-
-def run(args):
-    cfg = config_from_args(args)
-    trainer = Trainer(cfg, log=tqdm.write)
-    trainer.train()
-    print(f"best val loss {trainer.best_val:.4f}; checkpoints in {trainer.out}/latest and {trainer.out}/best")
-    print(f"val loss of the final weights on the whole val split, without sampling noise: "
-          f"{split_loss(trainer.model, trainer.val_data, cfg):.4f}")
-    if cfg.sample_tokens > 0:
-        from minilm.sample import generate
-
-        start = trainer.tokenizer.encode("\n")[None, :]  # (1, 1)
-        ids = generate(trainer.model, start, cfg.sample_tokens, rng=np.random.default_rng(cfg.seed))
-        print(trainer.tokenizer.decode(to_numpy(ids)[0]))
-    return 0
+    plain = dataclasses.asdict(cfg)
+    if plain["data"] is not None:
+        plain["data"] = os.path.abspath(plain["data"])  # a resume from another folder finds the same file
+    return plain

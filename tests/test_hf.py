@@ -7,6 +7,8 @@ import shutil
 import numpy as np
 import pytest
 import safetensors.numpy
+import torch
+import transformers
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,10 +20,10 @@ from minilm.data.bpe import BPETokenizer
 from minilm.hf import BLOCK, config_from_hf, load_gpt2, name_map, save_gpt2
 from minilm.hf_cli import add_export_arguments, add_import_arguments, run_export, run_import
 from minilm.models import GPT, GPTConfig
+from minilm.nn.dropout import Dropout
 from minilm.nn.loss import CrossEntropyLoss
+from minilm.nn.normalization import LayerNorm
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
 
 # every size different, and C square matrices (attn.c_proj) so a missing transpose passes the shape checks
 SIZES = dict(vocab_size=101, n_positions=32, n_embd=64, n_layer=2, n_head=2)
@@ -183,13 +185,64 @@ def test_layer_norm_epsilon_comes_from_the_config(tmp_path):
     reference = hf_model(layer_norm_epsilon=0.5)  # large enough to move the logits far beyond rounding
     folder = save_hf(reference, tmp_path / "eps")
     model = load_gpt2(folder)
-    assert {m.eps for m in (model.ln_f, model.h[0].ln_1, model.h[1].ln_2)} == {0.5}
+    assert model.config.layer_norm_eps == 0.5
+    assert {m.eps for _, m in model.named_modules() if isinstance(m, LayerNorm)} == {0.5}
     assert_close(to_numpy(model(asarray(ids()))), hf_logits(reference, ids()), "float32", "logits, eps 0.5")
     assert json.loads((save_gpt2(model, tmp_path / "out") / "config.json").read_text())["layer_norm_epsilon"] == 0.5
-    args = argparse.Namespace(dir=str(folder), out=str(tmp_path / "ckpt"))
-    with pytest.raises(ValueError, match="layer_norm_epsilon 0.5 cannot be stored"):
-        run_import(args)
-    assert not (tmp_path / "ckpt").exists()
+
+
+def test_gpt_config_layer_norm_eps_builds_every_layer_norm_and_old_configs_keep_1e_5():
+    for norm in ("pre", "post"):
+        model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=12, norm=norm,
+                              layer_norm_eps=1e-3))
+        norms = [m for _, m in model.named_modules() if isinstance(m, LayerNorm)]
+        assert len(norms) == 2 * 2 + (norm == "pre") and {m.eps for m in norms} == {1e-3}
+    old = {"vocab_size": 11, "block_size": 8, "n_layer": 1, "n_head": 2, "n_embd": 12, "dropout": 0.0, "bias": True,
+           "pos": "learned", "norm": "pre", "tie_weights": True}  # a config.json written before the field existed
+    assert GPTConfig(**old).layer_norm_eps == 1e-5
+    for eps in (0, -1e-5, float("nan")):
+        with pytest.raises(ValueError, match="layer_norm_eps must be positive"):
+            GPTConfig(**old, layer_norm_eps=eps)
+
+
+def test_same_rng_same_dropout_masks_and_dropout_overrides_the_config(hf):
+    folder, _ = hf
+    idx = asarray(ids())
+    first, second = (to_numpy(load_gpt2(folder, rng=7).train()(idx)) for _ in range(2))
+    np.testing.assert_array_equal(first, second)  # the same masks, drawn from the same seeds
+    other = to_numpy(load_gpt2(folder, rng=8).train()(idx))
+    assert not np.allclose(first, other, rtol=1e-3)  # ...and the seed is what chooses them
+    assert load_gpt2(folder).config.dropout == 0.1  # None keeps GPT-2's own (GPT2Config's default 0.1)
+    for p in (0.0, 0.3):
+        model = load_gpt2(folder, rng=7, dropout=p)
+        assert model.config.dropout == p
+        assert {m.p for _, m in model.named_modules() if isinstance(m, Dropout)} == {p}
+    model = load_gpt2(folder, rng=7, dropout=0.0)
+    np.testing.assert_array_equal(to_numpy(model.train()(idx)), to_numpy(model.eval()(idx)))
+    with pytest.raises(ValueError, match="dropout must be in"):
+        load_gpt2(folder, dropout=1.0)
+
+
+def test_a_bias_free_model_exports_with_zero_biases(tmp_path):
+    cfg = GPTConfig(vocab_size=101, block_size=32, n_layer=2, n_head=2, n_embd=64, bias=False)
+    model = GPT(cfg, rng=0)
+    rng = np.random.default_rng(0)
+    for name, param in model.named_parameters():  # LayerNorms keep their affine: shifted so a swap would show
+        noise = rng.standard_normal(param.shape).astype(np.float32)
+        param.data = asarray(1 + 0.1 * noise if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight"))
+                             else 0.1 * noise if param.data.ndim == 1 else 0.15 * noise)
+    out = save_gpt2(model, tmp_path / "export")
+    loaded, info = transformers.GPT2LMHeadModel.from_pretrained(out, output_loading_info=True)
+    assert {key: list(value) for key, value in info.items()} == dict.fromkeys(info, [])
+    theirs = hf_logits(loaded.eval(), ids())
+    ours = to_numpy(model(asarray(ids())))
+    assert_close(ours, theirs, "float32", "logits of a bias=False model exported")
+    conv1d_biases = [f"transformer.h.{i}.{m}.bias" for i in range(2) for m in ("attn.c_attn", "attn.c_proj",
+                                                                                   "mlp.c_fc", "mlp.c_proj")]
+    assert not any(loaded.state_dict()[name].any() for name in conv1d_biases)
+    back = load_gpt2(out)  # GPT-2's layout always has biases: a bias=True model whose Linear biases are 0
+    assert back.config == dataclasses.replace(cfg, bias=True)
+    np.testing.assert_array_equal(to_numpy(back(asarray(ids()))), ours)
 
 
 GOOD = {**SIZES, "model_type": "gpt2", "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5}
@@ -208,14 +261,14 @@ def test_configs_minilm_cannot_build_are_refused_naming_the_field(field, value):
 
 def test_configs_minilm_can_build_are_read():
     old = {key: value for key, value in GOOD.items() if key != "n_positions"} | {"n_ctx": 32}  # pre-2019 spelling
-    cfg, eps = config_from_hf({**old, "n_inner": 256, "activation_function": "gelu_pytorch_tanh",
-                               "reorder_and_upcast_attn": True, "resid_pdrop": 0.2, "layer_norm_epsilon": 1e-6})
+    cfg = config_from_hf({**old, "n_inner": 256, "activation_function": "gelu_pytorch_tanh",
+                          "reorder_and_upcast_attn": True, "resid_pdrop": 0.2, "layer_norm_epsilon": 1e-6})
     assert (cfg.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd) == (101, 32, 2, 2, 64)
-    assert (cfg.dropout, cfg.pos, cfg.norm, cfg.tie_weights, cfg.bias, eps) == (0.2, "learned", "pre", True, True, 1e-6)
+    assert (cfg.dropout, cfg.pos, cfg.norm, cfg.tie_weights, cfg.bias) == (0.2, "learned", "pre", True, True)
+    assert cfg.layer_norm_eps == 1e-6
 
 
-@pytest.mark.parametrize("field, value", [("norm", "post"), ("pos", "sinusoidal"), ("tie_weights", False),
-                                          ("bias", False)])
+@pytest.mark.parametrize("field, value", [("norm", "post"), ("pos", "sinusoidal"), ("tie_weights", False)])
 def test_models_the_gpt2_layout_cannot_hold_are_refused(tmp_path, field, value):
     model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=12, **{field: value}))
     with pytest.raises(ValueError, match=f"cannot hold a model with {field}={value!r}"):

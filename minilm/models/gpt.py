@@ -20,6 +20,7 @@ ref:      Radford et al. 2019 (GPT-2); Karpathy's nanoGPT model.py
 """
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,11 +48,20 @@ class GPTConfig:
     pos: str = "learned"  # "learned" (GPT-2's wpe table) or "sinusoidal" (Vaswani et al., no parameters)
     norm: str = "pre"  # "pre" (GPT-2: x + f(LN(x))) or "post" (original paper: LN(x + f(x)))
     tie_weights: bool = True  # lm_head shares wte's (V, C) matrix, as in GPT-2
+    layer_norm_eps: float = 1e-5  # added to the variance in every LayerNorm; 1e-5 as torch and GPT-2 (fine-tunes vary)
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("dropout", "layer_norm_eps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+        for name in ("bias", "tie_weights"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         if self.pos not in ("learned", "sinusoidal"):
@@ -60,6 +70,21 @@ class GPTConfig:
             raise ValueError(f"norm must be 'pre' or 'post', got {self.norm!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if isinstance(self.layer_norm_eps, bool) or not self.layer_norm_eps > 0:  # not > 0 also catches NaN
+            raise ValueError(f"layer_norm_eps must be positive (it keeps a constant row finite), "
+                             f"got {self.layer_norm_eps}")
+
+
+    @classmethod
+    def from_checkpoint(cls, fields, folder):
+        """The config a checkpoint's config.json holds as its "model" section ``fields``; ValueError naming the
+        file and the field that cannot be part of one."""
+        if not isinstance(fields, dict):
+            raise ValueError(f"checkpoint config.json in {folder} has no 'model' section")
+        try:
+            return cls(**fields)
+        except (TypeError, ValueError) as err:  # an unknown field, or a value of the wrong type or range
+            raise ValueError(f"checkpoint config.json in {folder} is not a GPT config: {err}") from None
 
 
 class GPT(Module):
@@ -74,7 +99,9 @@ class GPT(Module):
         self.drop = Dropout(cfg.dropout, rng=rng.integers(2**63))
         self.h = [TransformerBlock(cfg.n_embd, cfg.n_head, 4 * cfg.n_embd, norm=cfg.norm, causal=True,
                                    dropout=cfg.dropout, bias=cfg.bias, rng=rng) for _ in range(cfg.n_layer)]
-        self.ln_f = LayerNorm(cfg.n_embd) if cfg.norm == "pre" else None
+        for block in self.h:  # TransformerBlock builds its LayerNorms with the default eps; they hold no random state
+            block.ln_1.eps = block.ln_2.eps = float(cfg.layer_norm_eps)
+        self.ln_f = LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else None
         self.lm_head = Linear(cfg.n_embd, cfg.vocab_size, bias=False, rng=rng)
         if cfg.tie_weights:
             self.lm_head.weight = self.wte.weight
