@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
+import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from layer_checks import assert_close, assert_gradcheck, assert_matches_torch, randn
-from minilm import to_numpy
+from minilm import reference, to_numpy
 from minilm.backend import asarray
 from minilm.gradcheck import check_module
 from minilm.nn.normalization import LayerNorm, layer_norm_backward_staged
@@ -122,8 +123,6 @@ def assert_matches_float64_twin(layer, x_host, dtype):
     mean is often one float32 spacing off; a constant row at -1e4, where its float32 dx is off by ~1%), the
     float64 twin is the reference. Tolerance: tolerances.TORCH[dtype]. Returns the minilm output.
     """
-    torch = pytest.importorskip("torch")
-    reference = pytest.importorskip("minilm.reference")
     layer.to(dtype)
     x_host = np.asarray(x_host, dtype=dtype)  # (B, T, C)
     dy_host = np.random.default_rng(0).standard_normal(x_host.shape).astype(dtype)  # (B, T, C)

@@ -14,12 +14,12 @@ import os
 import re
 from pathlib import Path
 
+import ipykernel  # noqa: F401  (executes the notebooks)
+import matplotlib  # noqa: F401  (draws their figures)
+import nbclient
+import nbformat
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
-pytest.importorskip("matplotlib")
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))

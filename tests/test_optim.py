@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,7 +14,6 @@ from minilm.nn.module import Parameter
 from minilm.optim import SGD, Adam, AdamW, WarmupCosine, clip_grad_norm, decay_groups
 from minilm.tolerances import TORCH
 
-torch = pytest.importorskip("torch")
 
 # Matrices, a 3-D tensor and vectors of different sizes: a parameter paired with the wrong state shows up.
 SHAPES = [(5, 3), (3,), (2, 4, 3), (4,)]
