@@ -81,6 +81,10 @@ def main(argv=None):
     except (ValueError, TypeError, OSError, RuntimeError) as err:
         print(f"minilm {args.command}: error: {_describe(err)}", file=sys.stderr)
         return 2
+    except MemoryError as err:  # what the up-front estimates (minilm.memory) do not foresee
+        print(f"minilm {args.command}: error: out of memory ({err or 'no details'}): try smaller sizes",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"minilm {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,15 +1,19 @@
-"""Will the model fit? Its parameter count from the config alone, checked against the device before allocating.
+"""Will it fit? A training run's memory from its config alone, checked against the device before allocating.
 
 parameters: per block ln_1, ln_2 2C each; attention 4C² (+ 4C biases); MLP 8C² (+ 5C biases)
             whole: wte VC, wpe TC (learned positions), L blocks, ln_f 2C (pre-LN), lm_head VC unless tied
-bytes:      16 per parameter to train: the float32 weight, its gradient and AdamW's two moments. Activations
-            come on top, so passing this check is necessary, not sufficient; failing it means certain failure
-            (a 1,000,000-channel model asks for ~22 TiB), reported with the figures instead of a MemoryError.
+bytes:      16 per parameter to train: the float32 weight, its gradient and AdamW's two moments; and for one
+            batch at least its logits and their gradient, 2·B·T·V floats, and the (B, H, T, T) attention
+            weights of every layer (of one layer at a time with --recompute-attention). The rest of the
+            activations (~16·B·T·C floats a layer) come on top, so passing this check is necessary, not
+            sufficient; failing it means certain failure (a 1,000,000-channel model asks for ~700 TiB),
+            reported with the figures instead of a MemoryError or the kernel's OOM killer.
 """
 
 from minilm.backend import backend_name, device_memory_bytes
 
 BYTES_PER_PARAMETER = 16  # float32 weight, gradient and AdamW's two moments
+FLOAT = 4  # bytes of a float32
 
 
 def parameter_count(config):
@@ -20,14 +24,25 @@ def parameter_count(config):
             + (2 * C if config.norm == "pre" else 0) + (0 if config.tie_weights else V * C))
 
 
-def check_memory(config):
-    """ValueError, with the figures, when the weights, gradients and AdamW state alone exceed the device's memory."""
-    n = parameter_count(config)
-    need, have = BYTES_PER_PARAMETER * n, device_memory_bytes()
-    if need > have:
-        raise ValueError(f"the model would have {n:,} parameters: {readable_bytes(need)} for its float32 weights, "
-                         f"gradients and AdamW state, more than the {readable_bytes(have)} of memory the "
-                         f"{backend_name()} backend has (make --n-embd, --n-layer or --vocab-size smaller)")
+def batch_bytes(config, batch_size, block_size, keep_attention=True):
+    """A lower bound on one training step's activations: logits and their gradient, and attention weights."""
+    B, T, H = batch_size, block_size, config.n_head
+    layers_kept = config.n_layer if keep_attention else 1
+    return FLOAT * (2 * B * T * config.vocab_size + layers_kept * B * H * T * T)
+
+
+def check_memory(config, batch_size=1, block_size=None, keep_attention=True):
+    """ValueError, with the figures, when the parameters' training state and one batch's logits and attention
+    weights alone exceed the memory of the active backend's device."""
+    n, have = parameter_count(config), device_memory_bytes()
+    weights = BYTES_PER_PARAMETER * n
+    batch = batch_bytes(config, batch_size, block_size or config.block_size, keep_attention)
+    if weights + batch > have:
+        raise ValueError(f"training would need more than the {readable_bytes(have)} of memory the {backend_name()} "
+                         f"backend has: {readable_bytes(weights)} for the float32 weights, gradients and AdamW "
+                         f"state of {n:,} parameters, and at least {readable_bytes(batch)} for one batch's logits "
+                         f"and attention weights (make --n-embd, --n-layer, --vocab-size, --batch-size or "
+                         f"--block-size smaller)")
 
 
 def readable_bytes(n):

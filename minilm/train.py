@@ -160,7 +160,7 @@ class Trainer:
                                  f"the same text, or start a new run")
             self.tokenizer = tokenizer_from_dict(resumed.tokenizer)
             config = GPTConfig.from_checkpoint(resumed.config.get("model"), resumed.path)
-            check_memory(config)
+            check_memory(config, cfg.batch_size, cfg.block_size, not cfg.recompute_attention)
             self.model = GPT(config, rng=cfg.seed)
         elif cfg.init_from:  # fine-tune GPT-2: its weights, its tokenizer
             dropout = cfg.dropout if "dropout" in given else None  # left out: the folder's own dropout
@@ -172,7 +172,7 @@ class Trainer:
             self.tokenizer = (BPETokenizer.train(text, cfg.vocab_size) if cfg.tokenizer == "bpe"
                               else CharTokenizer.from_text(text))
             config = model_config(cfg, self.tokenizer.vocab_size)
-            check_memory(config)
+            check_memory(config, cfg.batch_size, cfg.block_size, not cfg.recompute_attention)
             self.model = GPT(config, rng=cfg.seed)
         keep_attention_weights(self.model, not cfg.recompute_attention)
         if cfg.block_size > self.model.config.block_size:

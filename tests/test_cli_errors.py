@@ -76,9 +76,12 @@ def test_out_that_cannot_be_a_folder_fails_before_any_work(tmp_path):
     assert afile.read_text() == "mine"
 
 
-def test_a_model_too_large_for_memory_is_refused_with_the_figures(tmp_path):
-    run = minilm("train", "--n-embd", "1000000", "--n-head", "1", "--out", str(tmp_path))
-    assert_usage_error(run, "parameters", "TiB", "--n-embd")
+@pytest.mark.parametrize("sizes", [["--n-embd", "1000000", "--n-head", "1"], ["--block-size", "100000"],
+                                   ["--batch-size", "100000000"]])
+def test_a_run_too_large_for_memory_is_refused_with_the_figures(tmp_path, sizes):
+    """Before: a 21.8 TiB allocation's MemoryError, the kernel's OOM killer, a traceback from get_batch."""
+    run = minilm("train", *sizes, "--max-iters", "1", "--out", str(tmp_path))
+    assert_usage_error(run, "training would need more than", "TiB", "--n-embd", "--block-size")
 
 
 @pytest.mark.parametrize("text, split", [("a", "train split (the first 90% of the data) has 0 tokens"),
