@@ -5,6 +5,7 @@ check that before reading anything, so a refusal costs nothing and changes nothi
 """
 
 import dataclasses
+import os
 
 import numpy as np
 
@@ -26,6 +27,7 @@ def add_import_arguments(parser):
 
 def run_import(args):
     """minilm import-hf DIR --out CKPT: a Hugging Face GPT-2 folder as a minilm checkpoint."""
+    _refuse_same_folder(args.dir, args.out)
     refuse_to_replace(args.out, args.overwrite, what="checkpoint")
     model, tokenizer = load_gpt2(args.dir), gpt2_tokenizer(args.dir)
     save_checkpoint(args.out, model.state_dict(), {"model": dataclasses.asdict(model.config), "train": {}},
@@ -44,6 +46,7 @@ def add_export_arguments(parser):
 
 def run_export(args):
     """minilm export --ckpt DIR --hf OUT: a minilm checkpoint as a Hugging Face GPT-2 folder."""
+    _refuse_same_folder(args.ckpt, args.hf)
     refuse_to_replace(args.hf, args.overwrite, what="Hugging Face GPT-2 folder")
     check_export_path(args.hf, args.overwrite)  # with --overwrite: only an earlier export, never other files
     ckpt = load_checkpoint(args.ckpt)  # a file there is a NotADirectoryError naming it
@@ -58,3 +61,9 @@ def run_export(args):
         print(f"note: a {ckpt.tokenizer.get('type')} tokenizer has no GPT-2 file layout; it was not exported")
     print(f"exported {model.num_params():,} parameters from {args.ckpt} to {args.hf}")
     return 0
+
+
+def _refuse_same_folder(source, target):
+    """Reading a folder and replacing it in one command would destroy what is read, --overwrite or not."""
+    if os.path.realpath(source) == os.path.realpath(target):
+        raise ValueError(f"{target} is the folder being read; write to another folder")

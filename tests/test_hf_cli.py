@@ -125,3 +125,16 @@ def test_overwrite_is_in_the_help(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "replace an existing" in capsys.readouterr().out
+
+
+def test_a_command_never_writes_over_the_folder_it_reads(tmp_path, capsys):
+    """export --ckpt X --hf X --overwrite would replace the checkpoint by its own export (it has config.json
+    and model.safetensors, as an export does); import-hf D --out D the Hugging Face folder."""
+    model = GPT(GPTConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8), rng=0)
+    save_checkpoint(tmp_path / "ckpt", model.state_dict(), {"model": dataclasses.asdict(model.config), "train": {}})
+    before = {p.name: p.read_bytes() for p in (tmp_path / "ckpt").iterdir()}
+    for argv in (["export", "--ckpt", str(tmp_path / "ckpt"), "--hf", str(tmp_path / "ckpt"), "--overwrite"],
+                 ["import-hf", str(tmp_path / "ckpt"), "--out", str(tmp_path / "ckpt"), "--overwrite"]):
+        assert main(argv) == 2
+        assert "is the folder being read" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ckpt").iterdir()} == before
