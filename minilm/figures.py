@@ -139,7 +139,7 @@ def _check_index(what, value, count):
 
 
 def run_attention(args):
-    from minilm.sample import load_model  # the model code, only once the command runs
+    from minilm.loader import load_model  # the model code, only once the command runs
 
     try:
         plots.require_matplotlib()  # a missing matplotlib is reported before the checkpoint is read
@@ -148,7 +148,7 @@ def run_attention(args):
                            f"{plots.INSTALL_MATPLOTLIB}") from err
     if args.backend is not None:
         use_backend(args.backend)  # before the model is built, so its weights live on that backend
-    model, tokenizer, ckpt = load_model(args.ckpt)
+    model, tokenizer, ckpt = load_model(args.ckpt, expect=("gpt",), user="minilm attention")
     config = model.config
     layer = config.n_layer - 1 if args.layer is None else args.layer
     _check_index("layer", layer, config.n_layer)

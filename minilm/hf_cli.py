@@ -13,7 +13,7 @@ from minilm.atomic import refuse_to_replace
 from minilm.checkpoint import load_checkpoint, save_checkpoint
 from minilm.data.bpe import BPETokenizer
 from minilm.hf import check_export_path, check_exportable, gpt2_tokenizer, load_gpt2, save_gpt2
-from minilm.models.gpt import GPT, GPTConfig
+from minilm.models import GPT, GPTConfig, expect_type, type_of_model
 
 OVERWRITE_HELP = "replace an existing checkpoint/folder at OUT"
 
@@ -30,7 +30,8 @@ def run_import(args):
     _refuse_same_folder(args.dir, args.out)
     refuse_to_replace(args.out, args.overwrite, what="checkpoint")
     model, tokenizer = load_gpt2(args.dir), gpt2_tokenizer(args.dir)
-    save_checkpoint(args.out, model.state_dict(), {"model": dataclasses.asdict(model.config), "train": {}},
+    save_checkpoint(args.out, model.state_dict(),
+                    {"model_type": type_of_model(model), "model": dataclasses.asdict(model.config), "train": {}},
                     tokenizer=None if tokenizer is None else tokenizer.to_dict())
     print(f"imported {model.num_params():,} parameters from {args.dir} into {args.out}")
     return 0
@@ -50,6 +51,7 @@ def run_export(args):
     refuse_to_replace(args.hf, args.overwrite, what="Hugging Face GPT-2 folder")
     check_export_path(args.hf, args.overwrite)  # with --overwrite: only an earlier export, never other files
     ckpt = load_checkpoint(args.ckpt)  # a file there is a NotADirectoryError naming it
+    expect_type(ckpt.config, ("gpt",), ckpt.path, "minilm export (to the GPT-2 layout)")
     cfg = GPTConfig.from_checkpoint(ckpt.config.get("model"), ckpt.path)
     check_exportable(cfg)  # before building: a refusal should not cost the model's initialisation
     model = GPT(cfg).to(ckpt.model_state.get("wte.weight", np.float32(0)).dtype)  # keep a float64 model float64

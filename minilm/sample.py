@@ -24,15 +24,12 @@ ref:      Holtzman et al. 2020, "The Curious Case of Neural Text Degeneration" (
 """
 
 import math
-from pathlib import Path
 
 import numpy as np
 
 from minilm.backend import BACKENDS, asarray, to_numpy, use_backend, xp
-from minilm.checkpoint import MODEL, load_checkpoint
 from minilm.cli import bounded
-from minilm.data import tokenizer_from_dict
-from minilm.models import GPT, GPTConfig
+from minilm.loader import load_model, resolve_checkpoint  # noqa: F401  (their home before minilm.loader)
 from minilm.nn.module import host_rng
 from minilm.nn.softmax import softmax
 
@@ -140,30 +137,6 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None
     return ids
 
 
-def resolve_checkpoint(path):
-    """``path`` itself, or for a training output folder (OUT/best, OUT/latest) its best, else its latest."""
-    path = Path(path)
-    if path.is_dir() and not (path / MODEL).exists():
-        for name in ("best", "latest"):
-            if (path / name).is_dir() or (path / f"{name}.previous").is_dir():
-                return path / name
-    return path
-
-
-def load_model(path):
-    """(model, tokenizer, checkpoint) from a checkpoint folder or a training output folder (see resolve_checkpoint)."""
-    ckpt = load_checkpoint(resolve_checkpoint(path))
-    config = GPTConfig.from_checkpoint(ckpt.config.get("model"), ckpt.path)
-    model = GPT(config)
-    model.load_state_dict(ckpt.model_state)
-    if ckpt.tokenizer is None:
-        raise ValueError(f"checkpoint {ckpt.path} has no tokenizer.json: cannot turn text into token ids")
-    tokenizer = tokenizer_from_dict(ckpt.tokenizer)
-    if tokenizer.vocab_size > config.vocab_size:
-        raise ValueError(f"the tokenizer's vocab_size {tokenizer.vocab_size} exceeds the model's {config.vocab_size}")
-    return model, tokenizer, ckpt
-
-
 def add_arguments(parser):
     parser.add_argument("--ckpt", required=True, metavar="DIR",
                         help="a checkpoint folder, or a training output folder (its best/, else its latest/)")
@@ -186,7 +159,7 @@ def run(args):
     check_sampling(args.temperature, args.top_k, args.top_p)
     if args.backend is not None:
         use_backend(args.backend)  # before the model is built, so its weights live on that backend
-    model, tokenizer, _ = load_model(args.ckpt)
+    model, tokenizer, _ = load_model(args.ckpt, expect=("gpt",), user="minilm sample")
     prompt = tokenizer.encode(args.prompt)  # (T,) names a character outside the vocabulary
     ids = generate(model, prompt[None, :], args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                    top_p=args.top_p, rng=np.random.default_rng(args.seed), use_cache=not args.no_cache)

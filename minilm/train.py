@@ -29,13 +29,14 @@ from tqdm import tqdm
 
 from minilm.backend import GPU, backend_name, use_backend
 from minilm.checkpoint import load_checkpoint, save_checkpoint
-from minilm.data import (BPETokenizer, CharTokenizer, every_window, get_batch, load_text, rng_from_state, split,
+from minilm.data import (BPETokenizer, CharTokenizer, load_text, rng_from_state, split,
                          tokenizer_from_dict)
 from minilm.hf import gpt2_tokenizer, load_gpt2
-from minilm.models import GPT, GPTConfig
+from minilm.models import GPT, GPTConfig, expect_type, type_of_model
 from minilm.memory import check_memory
 from minilm.nn.attention import keep_attention_weights
 from minilm.nn.loss import CrossEntropyLoss
+from minilm.objectives import CausalLM
 from minilm.optim import AdamW, clip_grad_norm, decay_groups
 from minilm.run_state import (best_loss_on_disk, check_init_from, check_out, dropout_states, fingerprint,
                               restore_dropout_states, resumed_config, schedule_for)
@@ -95,24 +96,24 @@ def model_config(cfg, vocab_size):
     return GPTConfig(vocab_size=vocab_size, **{name: getattr(cfg, name) for name in MODEL_FIELDS})
 
 
-def estimate_loss(model, data, cfg, rng):
+def estimate_loss(model, data, cfg, rng, objective=CausalLM()):
     """Mean cross-entropy over ``eval_iters`` random batches, in evaluation mode (dropout off)."""
     model.eval()
     criterion = CrossEntropyLoss()
-    losses = [float(criterion(model(x), y)) for x, y in
-              (get_batch(data, cfg.batch_size, cfg.block_size, rng) for _ in range(cfg.eval_iters))]
+    losses = [float(criterion(model(*inputs), targets)) for inputs, targets in
+              (objective.batch(data, cfg.batch_size, cfg.block_size, rng) for _ in range(cfg.eval_iters))]
     model.train()
     return float(np.mean(losses))
 
 
-def split_loss(model, data, cfg):
+def split_loss(model, data, cfg, objective=CausalLM()):
     """Mean cross-entropy over a whole split (every non-overlapping window, evaluation mode): exact where
     ``estimate_loss`` samples, at the cost of one pass over the split (the val split: ~1 s at the CPU preset)."""
     model.eval()
     criterion, total, count = CrossEntropyLoss(), 0.0, 0
-    for x, y in every_window(data, cfg.batch_size, cfg.block_size):
-        total += float(criterion(model(x), y)) * y.size
-        count += y.size
+    for inputs, targets in objective.every_batch(data, cfg.batch_size, cfg.block_size):
+        total += float(criterion(model(*inputs), targets)) * targets.size
+        count += targets.size
     model.train()
     return total / count
 
@@ -134,8 +135,9 @@ class Trainer:
     ``cfg`` was chosen, as when a library caller builds the whole config.
     """
 
-    def __init__(self, cfg, log=print, given=None):
+    def __init__(self, cfg, log=print, given=None, objective=None):
         self.log = log
+        self.objective = objective or CausalLM()
         self.out = pathlib.Path(cfg.out)
         if given is not None and cfg.init_from and not cfg.resume:
             check_init_from(cfg, set(given))  # a library caller's whole config has every field "given"
@@ -159,6 +161,8 @@ class Trainer:
                                  f"({saved['characters']:,} characters then, {len(text):,} now): resume trains on "
                                  f"the same text, or start a new run")
             self.tokenizer = tokenizer_from_dict(resumed.tokenizer)
+            expect_type(resumed.config, self.objective.model_types, resumed.path,
+                        f"minilm train --resume (objective {self.objective.name})")
             config = GPTConfig.from_checkpoint(resumed.config.get("model"), resumed.path)
             check_memory(config, cfg.batch_size, cfg.block_size, not cfg.recompute_attention)
             self.model = GPT(config, rng=cfg.seed)
@@ -212,7 +216,8 @@ class Trainer:
     def save(self, name):
         schedule = dataclasses.asdict(self.schedule)
         save_checkpoint(self.out / name, self.model.state_dict(),
-                        {"model": dataclasses.asdict(self.model.config), "train": _plain(self.cfg)},
+                        {"model_type": type_of_model(self.model), "model": dataclasses.asdict(self.model.config),
+                         "train": _plain(self.cfg)},
                         tokenizer=self.tokenizer.to_dict(), optimizer_state=self.optimizer.state_dict(),
                         train_state={"step": self.step, "best_val_loss": self.best_val, "history": self.history,
                                      "rng": self.rng.bit_generator.state, "eval_rng": self.eval_rng.bit_generator.state,
@@ -220,8 +225,8 @@ class Trainer:
                                      "data": self.data_fingerprint})
 
     def evaluate_and_save(self):
-        train_loss = estimate_loss(self.model, self.train_data, self.cfg, self.eval_rng)
-        val_loss = estimate_loss(self.model, self.val_data, self.cfg, self.eval_rng)
+        train_loss = estimate_loss(self.model, self.train_data, self.cfg, self.eval_rng, self.objective)
+        val_loss = estimate_loss(self.model, self.val_data, self.cfg, self.eval_rng, self.objective)
         self.history.append({"step": self.step, "train": train_loss, "val": val_loss, "lr": self.schedule(self.step)})
         self.log(f"step {self.step}: train loss {train_loss:.4f}, val loss {val_loss:.4f} "
                  f"(perplexity {math.exp(val_loss):.2f})")
@@ -235,9 +240,9 @@ class Trainer:
     def train_step(self):
         cfg = self.cfg
         self.schedule.apply(self.optimizer, self.step)
-        x, y = get_batch(self.train_data, cfg.batch_size, cfg.block_size, self.rng)
+        inputs, targets = self.objective.batch(self.train_data, cfg.batch_size, cfg.block_size, self.rng)
         criterion = CrossEntropyLoss()
-        loss = float(criterion(self.model(x), y))
+        loss = float(criterion(self.model(*inputs), targets))
         if not math.isfinite(loss):
             last = self.history[-1]["step"] if self.history else None
             raise RuntimeError(f"loss is {loss} at step {self.step}; nothing was saved for this step, the last "

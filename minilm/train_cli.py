@@ -79,7 +79,7 @@ def run(args):
     cfg, out = trainer.cfg, trainer.out
     print(f"best val loss {trainer.best_val:.4f}; checkpoints in {out}/latest and {out}/best")
     print(f"val loss of the final weights on the whole val split, without sampling noise: "
-          f"{split_loss(trainer.model, trainer.val_data, cfg):.4f}")
+          f"{split_loss(trainer.model, trainer.val_data, cfg, trainer.objective):.4f}")
     if cfg.sample_tokens > 0:
         from minilm.sample import generate
 

@@ -354,7 +354,7 @@ def test_import_hf_then_export_commands(hf, tmp_path, capsys):
         parser.parse_args([str(tmp_path / "src")])
     assert run_import(parser.parse_args([str(tmp_path / "src"), "--out", str(tmp_path / "ckpt")])) == 0
     ckpt = load_checkpoint(tmp_path / "ckpt")
-    assert ckpt.config == {"model": dataclasses.asdict(load_gpt2(folder).config), "train": {}}
+    assert ckpt.config == {"model_type": "gpt", "model": dataclasses.asdict(load_gpt2(folder).config), "train": {}}
     assert BPETokenizer.from_dict(ckpt.tokenizer) == tokenizer  # GPT-2's vocab.json + merges.txt came along
     np.testing.assert_array_equal(ckpt.model_state["h.0.attn.out_proj.weight"],
                                   reference.state_dict()["transformer.h.0.attn.c_proj.weight"].numpy().T)

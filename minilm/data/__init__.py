@@ -9,7 +9,8 @@
 The corpus file shakespeare.txt lives in this folder as package data.
 """
 
-from minilm.data.batching import every_window, get_batch, rng_from_state
+from minilm.data.batching import (every_window, get_batch, next_token_pairs, random_windows, rng_from_state,
+                                   sequential_windows)
 from minilm.data.bpe import BPETokenizer
 from minilm.data.char_tokenizer import CharTokenizer
 from minilm.data.corpus import load_text, split
@@ -26,4 +27,4 @@ def tokenizer_from_dict(d):
 
 
 __all__ = ["load_text", "split", "CharTokenizer", "BPETokenizer", "tokenizer_from_dict", "get_batch",
-           "every_window", "rng_from_state"]
+           "every_window", "rng_from_state", "random_windows", "sequential_windows", "next_token_pairs"]

@@ -19,33 +19,48 @@ import numpy as np
 from minilm.backend import asarray
 
 
-def get_batch(data, batch_size, block_size, rng):
-    """(x, y), each (B, T) int64 on the active backend, from B random windows of ``data``; see the module doc."""
+def random_windows(data, batch_size, length, rng):
+    """(B, length) int64 on the host: B windows of ``length`` consecutive tokens at random starts of ``data``."""
     if not isinstance(rng, np.random.Generator):
         raise TypeError(
             f"rng must be a NumPy Generator on the host (np.random.default_rng(seed)), got {type(rng).__name__}"
         )
-    for name, value in (("batch_size", batch_size), ("block_size", block_size)):
+    for name, value in (("batch_size", batch_size), ("block_size", length - 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     data = np.asarray(data)
     if data.ndim != 1 or not np.issubdtype(data.dtype, np.integer):
         raise ValueError(f"data must be a 1-D array of integer token ids, got shape {data.shape} dtype {data.dtype}")
     n = data.shape[0]
-    if n < block_size + 1:
+    if n < length:
         raise ValueError(
-            f"data has {n} tokens, too short for block_size {block_size}: a window needs block_size + 1 = "
-            f"{block_size + 1} tokens"
+            f"data has {n} tokens, too short for block_size {length - 1}: a window needs block_size + 1 = "
+            f"{length} tokens"
         )
-    starts = rng.integers(0, n - block_size, size=batch_size)  # (B,) high is exclusive: the last start is N - T - 1
-    return _inputs_and_targets(data[starts[:, None] + np.arange(block_size + 1)])  # windows (B, T + 1)
+    starts = rng.integers(0, n - length + 1, size=batch_size)  # (B,) high is exclusive: the last start is N - length
+    return data[starts[:, None] + np.arange(length)]  # (B, length)
 
 
-def _inputs_and_targets(windows):
-    """(x, y) on the active backend from windows (B, T + 1) on the host: x the first T tokens, y the last T."""
+def sequential_windows(data, batch_size, length):
+    """Batches (at most B, length) on the host of every window of ``length`` tokens starting at 0, L - 1,
+    2(L - 1), ...: consecutive windows share one token, so every token but the first is a target once."""
+    data = np.asarray(data)
+    starts = np.arange(0, len(data) - length + 1, length - 1)  # (W,) s + length <= N
+    for first in range(0, len(starts), batch_size):
+        yield data[starts[first:first + batch_size, None] + np.arange(length)]  # (≤ B, length)
+
+
+def next_token_pairs(windows):
+    """(x, y) on the active backend from windows (B, T + 1) on the host: x the first T tokens, y the last T,
+    so y[b, t] is the token after x[b, t] (causal language modelling's targets)."""
     x = np.ascontiguousarray(windows[:, :-1], dtype=np.int64)  # (B, T)
     y = np.ascontiguousarray(windows[:, 1:], dtype=np.int64)  # (B, T) the next token at every position of x
     return asarray(x), asarray(y)
+
+
+def get_batch(data, batch_size, block_size, rng):
+    """(x, y), each (B, T) int64 on the active backend, from B random windows of ``data``; see the module doc."""
+    return next_token_pairs(random_windows(data, batch_size, block_size + 1, rng))
 
 
 def every_window(data, batch_size, block_size):
@@ -53,10 +68,8 @@ def every_window(data, batch_size, block_size):
     2T, ... while a whole window of T + 1 fits. Every token but the first (and a last partial window's) is a
     target exactly once, so a mean over them is a split's loss without get_batch's sampling noise.
     The last batch may hold fewer than ``batch_size`` windows."""
-    data = np.asarray(data)
-    starts = np.arange(0, len(data) - block_size, block_size)  # (W,) s + T + 1 <= N
-    for first in range(0, len(starts), batch_size):
-        yield _inputs_and_targets(data[starts[first:first + batch_size, None] + np.arange(block_size + 1)])
+    for windows in sequential_windows(data, batch_size, block_size + 1):
+        yield next_token_pairs(windows)
 
 
 def rng_from_state(state):

@@ -1,5 +1,11 @@
-"""Language models assembled from minilm.nn layers."""
+"""Language models assembled from minilm.nn layers, each registered under the model_type its checkpoints name.
+
+May import: minilm.backend, minilm.nn. Imported by everything that builds or loads a model.
+"""
 
 from minilm.models.gpt import GPT, GPTConfig
+from minilm.models.registry import MODELS, build, expect_type, model_type_of, register, type_of_model
 
-__all__ = ["GPT", "GPTConfig"]
+register("gpt", GPTConfig, GPT)
+
+__all__ = ["GPT", "GPTConfig", "MODELS", "build", "expect_type", "model_type_of", "register", "type_of_model"]
