@@ -66,6 +66,19 @@ def test_gelu_any_shape(lead, c, form, seed):
     assert_matches_torch(GELU(form), randn(rng, *lead, c, scale=2.0), dtype="float64")
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("where", ["bend", "tails"])
+def test_gelu_exact_matches_torch_across_the_real_line(where, dtype):
+    """The exact form (SciPy's erf on NumPy) against torch's, forward and backward: on a 1e-2 grid through the
+    bend and both signs of 0, and apart from it in the tails, where erf is ±1 and GELU is ReLU (apart: one
+    comparison's tolerance scales with its largest value, which 1e4 would loosen for the bend)."""
+    if where == "bend":
+        x = np.concatenate([np.linspace(-8.0, 8.0, 1601), [0.0, -0.0, 1e-300, -1e-300]])
+    else:
+        x = np.array([-1e4, -1e3, -40.0, -27.0, -10.0, -6.0, 6.0, 10.0, 27.0, 40.0, 1e3, 1e4])
+    assert_matches_torch(GELU("none"), asarray(x), dtype=dtype)  # ±1e-300 become ±0 in float32
+
+
 @pytest.mark.parametrize("bad", ["erf", "exact", None, "Tanh"])
 def test_gelu_unknown_approximation_is_named(bad):
     with pytest.raises(ValueError, match=f"got {bad!r}"):
