@@ -26,14 +26,15 @@ import numpy as np
 
 from minilm.backend import asarray, to_numpy
 from minilm.models.gpt import GPT, GPTConfig
-from minilm.nn import (CrossEntropyLoss, Dropout, Embedding, FeedForward, GELU, LayerNorm, Linear, LogSoftmax,
-                       MultiHeadAttention, ReLU, ScaledDotProductAttention, SelfAttention, SinusoidalPositionalEncoding,
-                       Softmax, TransformerBlock)
+from minilm.nn import (CrossEntropyLoss, Dropout, Embedding, Embeddings, FeedForward, GELU, LayerNorm, Linear,
+                       LogSoftmax, MultiHeadAttention, ReLU, ScaledDotProductAttention, SelfAttention,
+                       SinusoidalPositionalEncoding, Softmax, TransformerBlock)
 from minilm.nn.module import Module
 from minilm.optim import SGD, Adam, AdamW
 
 B, T, C, H = 2, 5, 12, 3  # attention, blocks: hs = C / H = 4, so B, T, C, H and hs all differ
 HS = C // H
+TK = 7  # the memory's length in cross-attention and the decoder layer: B, T, TK, C, H and hs all differ
 B1, T1, C1, C_OUT = 2, 3, 5, 4  # single layers
 V = 7  # classes of the loss, rows of the embedding table
 CE_H = 1e-4  # the loss is one scalar ~ log V: a larger step keeps its rounding / 2h under 1e-6 of small p_j / N
@@ -196,11 +197,29 @@ def _mha(causal, padded):
     return build
 
 
+def _cross_attention(rng):
+    layer = _vary_constants(MultiHeadAttention(C, H, rng=rng), rng)
+    return Case(layer, (_randn(rng, B, T, C), _randn(rng, B, TK, C)), {"key_padding_mask": _padding(B, TK)})
+
+
+def _decoder_layer(rng):
+    """Post-LN, as torch.nn.TransformerDecoderLayer's default; padding on both the target and the memory."""
+    block = _vary_constants(TransformerBlock(C, H, 2 * C, norm="post", cross_attention=True, rng=rng), rng)
+    return Case(block, (_randn(rng, B, T, C), _randn(rng, B, TK, C)),
+                {"key_padding_mask": _padding(B, T), "memory_key_padding_mask": _padding(B, TK)})
+
+
 def _block(norm):
     def build(rng):
         block = _vary_constants(TransformerBlock(C, H, 2 * C, norm=norm, rng=rng), rng)
         return Case(block, (_randn(rng, B, T, C),))
     return build
+
+
+def _embeddings(rng):
+    """BERT's form, so every piece is checked: learned positions, two segments, then a LayerNorm."""
+    layer = _vary_constants(Embeddings(V, C, T + 2, type_vocab_size=2, layer_norm=True, rng=rng), rng)
+    return Case(layer, (asarray(rng.integers(0, V, (B, T))),), {"token_type_ids": asarray(rng.integers(0, 2, (B, T)))})
 
 
 def _gpt(rng):
@@ -226,6 +245,7 @@ ITEMS = [
          lambda rng: Case(Linear(C1, C_OUT, rng=rng), (_randn(rng, B1, T1, C1),))),
     Item("Embedding", "Embedding", Embedding,
          lambda rng: Case(Embedding(V, C1, rng=rng), (asarray(rng.integers(0, V, (B1, T1 + 1))),))),
+    Item("Embeddings (token + position + segment, LayerNorm)", "Embeddings", Embeddings, _embeddings),
     Item("SinusoidalPositionalEncoding", "SinusoidalPositionalEncoding", SinusoidalPositionalEncoding,
          lambda rng: Case(SinusoidalPositionalEncoding(9, C1 + 2), (_randn(rng, B1, T1, C1 + 2),))),
     Item("LayerNorm", "LayerNorm", LayerNorm,
@@ -256,12 +276,16 @@ ITEMS = [
          anchor="MultiHeadAttention, as torch.nn.MultiheadAttention(batch_first=True):"),
     Item("MultiHeadAttention (causal, padding)", "MultiHeadAttention", MultiHeadAttention, _mha(True, True),
          anchor="MultiHeadAttention, as torch.nn.MultiheadAttention(batch_first=True):"),
+    Item("cross-attention", "MultiHeadAttention", MultiHeadAttention, _cross_attention,
+         anchor="cross-attention (memory given):"),
     Item("FeedForward", "FeedForward", FeedForward,
          lambda rng: Case(_vary_constants(FeedForward(C1, 7, rng=rng), rng), (_randn(rng, B1, T1, C1),))),
     Item("TransformerBlock (pre-LN)", "TransformerBlock", TransformerBlock, _block("pre"),
          anchor="forward, pre-LN (GPT-2):", fd="model"),
     Item("TransformerBlock (post-LN)", "TransformerBlock", TransformerBlock, _block("post"),
          anchor="forward, post-LN (Vaswani et al.):", fd="model"),
+    Item("decoder layer", "TransformerBlock", TransformerBlock, _decoder_layer,
+         anchor="forward, decoder layer, post-LN (Vaswani et al.):", fd="model"),
     Item("GPT (2 layers, tied head)", "GPT", GPT, _gpt, fd="model", max_coords=GPT_COORDS),
     Item("SGD (momentum 0.9, decay 0.01)", "SGD", SGD, _optimizer(SGD, "SGD", lr=0.1, momentum=0.9, weight_decay=0.01),
          anchor="update, per parameter θ with gradient g:", fd=None),

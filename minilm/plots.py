@@ -25,6 +25,7 @@ import numpy as np
 
 from minilm.atomic import replace_file
 from minilm.backend import asarray, to_numpy
+from minilm.nn import inference
 from minilm.nn.attention import MultiHeadAttention
 
 DPI = 150  # pixels per inch of saved PNGs: sharp on a README, a few hundred kB per figure
@@ -75,7 +76,8 @@ def attention_weights(model, ids):
     try:
         for layer in layers:
             layer.keep_weights = True  # these weights are the point of this forward
-        model(asarray(ids))
+        with inference():  # and nothing else: no backward follows
+            model(asarray(ids))
     finally:
         model.train(was_training)
         for layer, keep in zip(layers, kept):

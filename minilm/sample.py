@@ -30,7 +30,7 @@ import numpy as np
 from minilm.backend import BACKENDS, asarray, to_numpy, use_backend, xp
 from minilm.cli import bounded
 from minilm.loader import load_model, resolve_checkpoint  # noqa: F401  (their home before minilm.loader)
-from minilm.nn.module import host_rng
+from minilm.nn.module import host_rng, inference
 from minilm.nn.softmax import softmax
 
 
@@ -129,9 +129,10 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None
     was_training = model.training
     model.eval()
     try:
-        for n in range(T, T + max_new_tokens):
-            logits = next_logits(model, ids[:, :n], cache)  # (B, V)
-            ids[:, n] = sample_next(logits, temperature, top_k, top_p, rng)  # (B,)
+        with inference():  # no backward follows: each layer drops its cache once it has run
+            for n in range(T, T + max_new_tokens):
+                logits = next_logits(model, ids[:, :n], cache)  # (B, V)
+                ids[:, n] = sample_next(logits, temperature, top_k, top_p, rng)  # (B,)
     finally:
         model.train(was_training)
     return ids

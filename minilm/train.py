@@ -34,6 +34,7 @@ from minilm.data import (BPETokenizer, CharTokenizer, load_text, rng_from_state,
 from minilm.hf import gpt2_tokenizer, load_gpt2
 from minilm.models import GPT, GPTConfig, expect_type, type_of_model
 from minilm.memory import check_memory
+from minilm.nn import inference
 from minilm.nn.attention import keep_attention_weights
 from minilm.nn.loss import CrossEntropyLoss
 from minilm.objectives import CausalLM
@@ -100,8 +101,9 @@ def estimate_loss(model, data, cfg, rng, objective=CausalLM()):
     """Mean cross-entropy over ``eval_iters`` random batches, in evaluation mode (dropout off)."""
     model.eval()
     criterion = CrossEntropyLoss()
-    losses = [float(criterion(model(*inputs), targets)) for inputs, targets in
-              (objective.batch(data, cfg.batch_size, cfg.block_size, rng) for _ in range(cfg.eval_iters))]
+    with inference():  # no backward follows: each layer drops its cache once it has run
+        losses = [float(criterion(model(*inputs), targets)) for inputs, targets in
+                  (objective.batch(data, cfg.batch_size, cfg.block_size, rng) for _ in range(cfg.eval_iters))]
     model.train()
     return float(np.mean(losses))
 
@@ -111,9 +113,10 @@ def split_loss(model, data, cfg, objective=CausalLM()):
     ``estimate_loss`` samples, at the cost of one pass over the split (the val split: ~1 s at the CPU preset)."""
     model.eval()
     criterion, total, count = CrossEntropyLoss(), 0.0, 0
-    for inputs, targets in objective.every_batch(data, cfg.batch_size, cfg.block_size):
-        total += float(criterion(model(*inputs), targets)) * targets.size
-        count += targets.size
+    with inference():
+        for inputs, targets in objective.every_batch(data, cfg.batch_size, cfg.block_size):
+            total += float(criterion(model(*inputs), targets)) * targets.size
+            count += targets.size
     model.train()
     return total / count
 

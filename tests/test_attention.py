@@ -1,4 +1,5 @@
-"""Attention: scaled_dot_product_attention, SelfAttention and MultiHeadAttention, by finite differences and torch.
+"""Attention: the mask builder, scaled_dot_product_attention, SelfAttention and MultiHeadAttention (self-, causal,
+cross-attention and cached decoding), by finite differences and torch.
 
 Finite differences here take the step FD_STEP = 1e-5, gradcheck's default, named so the choice is visible.
 The error of a central difference is truncation ~h² plus rounding ~ε·|L|/h; in float64 the sum is smallest
@@ -9,8 +10,6 @@ of 1000 hypothesis examples per test). Elements far smaller still would fail on 
 """
 
 import gc
-import inspect
-import textwrap
 import weakref
 
 import numpy as np
@@ -23,7 +22,8 @@ from layer_checks import assert_close, assert_gradcheck, assert_matches_torch, r
 from minilm import to_numpy
 from minilm.backend import asarray
 from minilm.gradcheck import check_module, numerical_gradient, rel_error
-from minilm.nn.attention import (
+from minilm.nn import sdpa
+from minilm.nn.attention import (  # the public path; the functions live in minilm.nn.sdpa and minilm.nn.masks
     MultiHeadAttention,
     ScaledDotProductAttention,
     SelfAttention,
@@ -31,11 +31,14 @@ from minilm.nn.attention import (
     scaled_dot_product_attention,
     scaled_dot_product_attention_backward,
 )
+from minilm.nn.kv_cache import LayerKV
 from minilm.nn.module import Module
+from minilm.nn.softmax import softmax_backward
 from minilm.tolerances import GRADCHECK, TORCH
 
 B, T, C, H = 2, 5, 12, 3
 HS = C // H  # 4: B, T, C, H and hs all differ, and T != hs, so no transposed product can hide behind a square
+TK = 7  # the memory's length in cross-attention: B, T, TK, C, H and hs all differ
 FD_STEP = 1e-5  # see the module docstring
 MASKS = [(False, False), (True, False), (False, True), (True, True)]  # (causal, key padding)
 C_SELF = 6  # SelfAttention's width: unscaled scores e_i · e_j have variance C, and 6 keeps softmax off one-hot
@@ -61,35 +64,59 @@ def mha(rng, bias=True, causal=False, d_model=C, n_heads=H, dropout=0.0):
     return layer
 
 
-def assert_mha_gradcheck(layer, x, **kwargs):
-    """assert_gradcheck for MultiHeadAttention, with in_proj_bias checked on its query and value thirds only.
+def assert_mha_gradcheck(layer, *inputs, **kwargs):
+    """assert_gradcheck for MultiHeadAttention (inputs: x, or x and memory), with in_proj_bias checked on its
+    query and value thirds only.
 
     Its key third has an exactly zero gradient (test_key_bias_changes_nothing): finite differences of a
     constant are pure rounding noise, which a relative error cannot judge.
     """
-    report = check_module(layer, x, h=FD_STEP, **kwargs)
+    report = check_module(layer, *inputs, h=FD_STEP, **kwargs)
     errors = {name: err for name, err in report.errors.items() if name != "in_proj_bias"}
     assert max(errors.values()) < GRADCHECK["smooth"], f"gradient check failed:\n{report}"
     if layer.in_proj_bias is not None:
-        dout = randn(np.random.default_rng(1), *layer(x, **kwargs).shape)
+        dout = randn(np.random.default_rng(1), *layer(*inputs, **kwargs).shape)
         layer.zero_grad()
         layer.backward(dout)
         c = layer.d_model
         query_and_value = np.r_[0:c, 2 * c:3 * c]
-        numeric = numerical_gradient(lambda: layer.forward(x, **kwargs), layer.in_proj_bias.data, dout, h=FD_STEP,
-                                     coords=query_and_value)
+        numeric = numerical_gradient(lambda: layer.forward(*inputs, **kwargs), layer.in_proj_bias.data, dout,
+                                     h=FD_STEP, coords=query_and_value)
         analytic = to_numpy(layer.in_proj_bias.grad)
         error = rel_error(analytic[query_and_value], numeric[query_and_value])
         assert error < GRADCHECK["smooth"], f"in_proj_bias (query and value thirds): gradient check failed: {error:.2e}"
 
 
-def planted(func, old, new):
-    """``func`` rebuilt from its own source with ``old`` replaced by ``new``: a bug planted in the real code."""
-    source = textwrap.dedent(inspect.getsource(func))
-    assert source.count(old) == 1, f"{old!r} is not in {func.__qualname__} once: update the planted bug"
-    namespace = dict(func.__globals__)
-    exec(source.replace(old, new), namespace)  # minilm's own source with one line changed
-    return namespace[func.__name__]
+# --- planted bugs: wrong versions of the real functions, swapped in by monkeypatch (so the code may move) ----
+
+REAL_SDPA_BACKWARD = sdpa.scaled_dot_product_attention_backward
+
+
+def softmax_backward_without_rank_one_term(dp, p, axis=-1):
+    """dS = A ⊙ dA: the softmax Jacobian's rank-one term forgotten, each weight moved as if the others did not."""
+    return dp * p
+
+
+def sdpa_backward_without_key_transpose(dy, cache):
+    """dK = dS Q instead of dSᵀ Q: runs when the scores are square (Tq = Tk), wrong unless dS is symmetric."""
+    dq, _, dv = REAL_SDPA_BACKWARD(dy, cache)
+    dS = softmax_backward(dy @ cache.v.swapaxes(-1, -2), cache.A)  # (..., T, T) as the real backward's
+    return dq, (dS @ cache.q) * cache.scale, dv
+
+
+class SelfAttentionValuePathOnly(SelfAttention):
+    """de = dV: the paths of e through the scores (as a query and as a key) dropped."""
+
+    def backward(self, dy):
+        return scaled_dot_product_attention_backward(dy, self.cache)[2]
+
+
+class SelfAttentionWithoutKeyPath(SelfAttention):
+    """de = dQ + dV: e's use as a key dropped."""
+
+    def backward(self, dy):
+        de_as_query, _, de_as_value = scaled_dot_product_attention_backward(dy, self.cache)
+        return de_as_query + de_as_value
 
 
 # --- scaled dot-product attention ------------------------------------------------------------------------
@@ -143,6 +170,25 @@ def test_functional_any_leading_dims_matches_torch(lead, t, hs, seed):
         assert_close(a, b, "float64", name, largest)
 
 
+@pytest.mark.parametrize("T_past", [0, 2])
+def test_functional_over_other_key_lengths_matches_torch(T_past):
+    """Tq ≠ Tk: T queries over TK keys, causal with the queries at T_past … T_past + T - 1 (past TK: every key)."""
+    rng = np.random.default_rng(30)
+    q, (k, v), dy = randn(rng, B, H, T, HS), qkv(rng, B, H, TK, HS)[:2], randn(rng, B, H, T, HS)
+    mask = attention_mask(B, T, causal=True, key_padding_mask=right_padding(B, TK), Tk=TK, T_past=T_past)
+    y, cache = scaled_dot_product_attention(q, k, v, mask)
+    ours = [y, *scaled_dot_product_attention_backward(dy, cache)]
+    assert [a.shape for a in ours] == [(B, H, T, HS), (B, H, T, HS), (B, H, TK, HS), (B, H, TK, HS)]
+
+    tq, tk, tv = (torch.tensor(to_numpy(a), requires_grad=True) for a in (q, k, v))
+    ty = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=torch.tensor(to_numpy(mask)))
+    (ty * torch.tensor(to_numpy(dy))).sum().backward()
+    theirs = [b.numpy() for b in (ty.detach(), tq.grad, tk.grad, tv.grad)]
+    largest = max(float(np.abs(b).max(initial=0.0)) for b in theirs)
+    for name, a, b in zip(["y", "dq", "dk", "dv"], ours, theirs):
+        assert_close(a, b, "float64", name, largest)
+
+
 def test_attention_mask_is_zero_or_minus_inf_and_broadcasts_over_heads():
     assert attention_mask(B, T) is None
     causal = to_numpy(attention_mask(B, T, causal=True, dtype=np.float32))
@@ -169,17 +215,12 @@ def test_a_mask_written_by_one_caller_leaves_the_next_causal_and_nothing_else_ke
     assert kept() is None  # only its layer held the (T, T) mask: no process-wide cache keeps one alive
 
 
-@pytest.mark.parametrize("old,new", [
-    # the softmax Jacobian's rank-one term forgotten: each weight treated as if the others did not move
-    ("dS = A * (dA - (dA * A).sum(axis=-1, keepdims=True))", "dS = A * dA"),
-    # the key gradient without its transpose: runs (dS is square), wrong unless dS happens to be symmetric
-    ("dk = (dS.swapaxes(-1, -2) @ q) * scale", "dk = (dS @ q) * scale"),
+@pytest.mark.parametrize("name,wrong", [
+    ("softmax_backward", softmax_backward_without_rank_one_term),
+    ("scaled_dot_product_attention_backward", sdpa_backward_without_key_transpose),
 ])
-def test_planted_wrong_backward_is_caught(monkeypatch, old, new):
-    import minilm.nn.attention as attention
-
-    monkeypatch.setattr(attention, "scaled_dot_product_attention_backward",
-                        planted(attention.scaled_dot_product_attention_backward, old, new))
+def test_planted_wrong_backward_is_caught(monkeypatch, name, wrong):
+    monkeypatch.setattr(sdpa, name, wrong)  # what ScaledDotProductAttention and the sdpa backward call
     rng = np.random.default_rng(2)
     inputs = qkv(rng, B, H, T, HS)
     with pytest.raises(AssertionError, match="gradient check failed"):
@@ -261,13 +302,11 @@ def test_self_attention_any_shape(b, t, c, scaled, seed):
     assert_matches_torch(SelfAttention(scaled), e)
 
 
-@pytest.mark.parametrize("new", ["return de_as_value", "return de_as_query + de_as_value"])
-def test_self_attention_needs_every_use_of_e(monkeypatch, new):
+@pytest.mark.parametrize("wrong", [SelfAttentionValuePathOnly, SelfAttentionWithoutKeyPath])
+def test_self_attention_needs_every_use_of_e(wrong):
     """Dropping the paths through the scores (or only the key path) is caught."""
-    old = "return de_as_query + de_as_key + de_as_value"
-    monkeypatch.setattr(SelfAttention, "backward", planted(SelfAttention.backward, old, new))
     with pytest.raises(AssertionError, match="gradient check failed"):
-        assert_gradcheck(SelfAttention(), randn(np.random.default_rng(8), B, T, C_SELF), h=FD_STEP)
+        assert_gradcheck(wrong(), randn(np.random.default_rng(8), B, T, C_SELF), h=FD_STEP)
 
 
 # --- MultiHeadAttention ----------------------------------------------------------------------------------
@@ -463,3 +502,165 @@ def test_functional_rejects_mismatched_inputs_and_masks():
         scaled_dot_product_attention(q, k, v, randn(rng, B, 1, T - 1, T - 1))
     with pytest.raises(TypeError, match="mask must be additive .* got dtype bool"):
         scaled_dot_product_attention(q, k, v, right_padding(B, T)[:, None, None, :])
+
+
+# --- the one mask builder: causal with a cache offset, key padding, attn_mask ------------------------------
+
+def test_causal_mask_with_a_cache_offset_is_the_last_rows_of_the_full_mask():
+    """Query i of the T - T_past new positions sits at T_past + i: its row is row T_past + i of the full triangle."""
+    full = to_numpy(attention_mask(B, T, causal=True))  # (1, 1, T, T)
+    for T_past in range(T):
+        cached = to_numpy(attention_mask(B, T - T_past, causal=True, T_past=T_past))  # (1, 1, T - T_past, T)
+        np.testing.assert_array_equal(cached, full[:, :, T_past:])
+    one_new = to_numpy(attention_mask(B, 1, causal=True, T_past=T - 1))
+    assert one_new.shape == (1, 1, 1, T) and not one_new.any()  # one new token sees every key
+
+
+def test_attn_mask_boolean_blocks_and_floating_adds_and_neither_is_written():
+    rng = np.random.default_rng(20)
+    blocked = rng.random((T, TK)) < 0.3  # (T, Tk) True = may not attend, as torch.nn.MultiheadAttention
+    bias = rng.standard_normal((1, H, T, TK))  # (1, H, T, Tk) an additive mask per head
+    kept = bias.copy()
+    got = to_numpy(attention_mask(B, T, key_padding_mask=right_padding(B, TK), dtype=np.float32, Tk=TK,
+                                  attn_mask=asarray(blocked)))
+    assert got.shape == (B, 1, T, TK) and got.dtype == np.float32
+    expected = np.isneginf(got)
+    np.testing.assert_array_equal(expected, blocked | to_numpy(right_padding(B, TK))[:, None, None, :])
+    assert not got[~expected].any()
+    added = to_numpy(attention_mask(B, T, causal=True, Tk=TK, attn_mask=asarray(bias)))  # (1, H, T, Tk)
+    future = np.triu(np.ones((T, TK), dtype=bool), k=1)
+    np.testing.assert_array_equal(added, np.where(future, -np.inf, bias))
+    np.testing.assert_array_equal(bias, kept)
+
+
+def test_mask_builder_names_bad_masks():
+    with pytest.raises(ValueError, match=r"key_padding_mask must have shape \(B, Tk\) = \(2, 7\), got \(2, 5\)"):
+        attention_mask(B, T, key_padding_mask=right_padding(B, T), Tk=TK)
+    with pytest.raises(ValueError, match=r"attn_mask must have shape \(T, Tk\) = \(5, 7\) .* got \(5, 5\)"):
+        attention_mask(B, T, Tk=TK, attn_mask=np.zeros((T, T), dtype=bool))
+    with pytest.raises(TypeError, match="attn_mask must be boolean .* or floating .* got dtype int64"):
+        attention_mask(B, T, attn_mask=np.zeros((T, T), dtype=np.int64))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("causal", [True, False])
+def test_mha_bool_attn_mask_matches_torch(dtype, causal):
+    rng = np.random.default_rng(21)
+    blocked = asarray((rng.random((T, T)) < 0.4) & (np.arange(T) > 0))  # (T, T) key 0 always visible
+    assert_matches_torch(mha(rng, causal=causal), randn(rng, B, T, C), dtype=dtype, attn_mask=blocked)
+
+
+def test_mha_additive_attn_mask_passes_gradcheck_and_matches_torch():
+    rng = np.random.default_rng(22)
+    x, additive = randn(rng, B, T, C), randn(rng, T, T)  # (T, T) a bias on every score, as ALiBi or T5 use
+    assert_mha_gradcheck(mha(rng, causal=True), x, attn_mask=additive)
+    assert_matches_torch(mha(rng, causal=True), x, attn_mask=additive)
+
+
+# --- cross-attention: queries from x (B, T, C), keys and values from memory (B, Tk, C) --------------------
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("padded", [False, True])
+def test_cross_attention_gradcheck(bias, padded):
+    rng = np.random.default_rng(23)
+    x, memory = randn(rng, B, T, C), randn(rng, B, TK, C)
+    assert_mha_gradcheck(mha(rng, bias), x, memory, key_padding_mask=right_padding(B, TK) if padded else None)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("padded", [False, True])
+def test_cross_attention_matches_torch(dtype, bias, padded):
+    """Against torch.nn.MultiheadAttention(batch_first=True) with query x and key = value = memory: the output,
+    dx, dmemory and every parameter gradient."""
+    rng = np.random.default_rng(24)
+    layer = mha(rng, bias)
+    pairs = assert_matches_torch(layer, randn(rng, B, T, C), randn(rng, B, TK, C), dtype=dtype,
+                                 key_padding_mask=right_padding(B, TK) if padded else None)
+    assert pairs["dinput0"][0].shape == (B, T, C) and pairs["dinput1"][0].shape == (B, TK, C)
+    assert layer.attention_weights.shape == (B, H, T, TK)
+
+
+@given(b=st.integers(1, 3), tq=st.integers(1, 6), tk=st.integers(1, 6), h=st.integers(1, 3), hs=st.integers(1, 4),
+       bias=st.booleans(), padded=st.booleans(), seed=st.integers(0, 2**16))
+@example(b=1, tq=1, tk=1, h=1, hs=1, bias=True, padded=True, seed=0)  # the edges: one query, one key, one head
+@example(b=1, tq=1, tk=6, h=1, hs=4, bias=True, padded=True, seed=1)  # one query over many keys
+@example(b=2, tq=6, tk=1, h=3, hs=2, bias=False, padded=False, seed=2)  # many queries, one key
+def test_cross_attention_any_shape(b, tq, tk, h, hs, bias, padded, seed):
+    rng = np.random.default_rng(seed)
+    mask = asarray((rng.random((b, tk)) < 0.4) & (np.arange(tk) > 0)) if padded else None  # key 0 always visible
+    x, memory = randn(rng, b, tq, h * hs), randn(rng, b, tk, h * hs)
+    assert_matches_torch(mha(rng, bias, d_model=h * hs, n_heads=h), x, memory, key_padding_mask=mask)
+    assert_mha_gradcheck(mha(rng, bias, d_model=h * hs, n_heads=h), x, memory, key_padding_mask=mask)
+
+
+def test_cross_attention_with_memory_x_is_self_attention():
+    """Self-attention is cross-attention to itself: the same output, and dx + dmemory is self-attention's dx."""
+    rng = np.random.default_rng(25)
+    layer, x, dout = mha(rng).to("float64"), randn(rng, B, T, C), randn(rng, B, T, C)
+    out_self, dx_self = to_numpy(layer(x)), to_numpy(layer.backward(dout))
+    out_cross = to_numpy(layer(x, x))
+    dx, dmemory = layer.backward(dout)
+    assert_close(out_cross, out_self, "float64", "output")
+    assert_close(to_numpy(dx) + to_numpy(dmemory), dx_self, "float64", "dx + dmemory")
+
+
+def planted_memory_gradient_through_query_rows(real):
+    """_project_backward whose memory gradient goes through W_in's first rows (the queries') instead of W_kv."""
+    def wrong(self, a, first, grads):
+        da, dW, db = real(self, a, first, grads)
+        if first == 1:
+            da = real(self, a, 0, grads)[0]
+        return da, dW, db
+    return wrong
+
+
+def test_planted_wrong_memory_gradient_is_caught(monkeypatch):
+    monkeypatch.setattr(MultiHeadAttention, "_project_backward",
+                        planted_memory_gradient_through_query_rows(MultiHeadAttention._project_backward))
+    rng = np.random.default_rng(26)
+    x, memory = randn(rng, B, T, C), randn(rng, B, TK, C)
+    with pytest.raises(AssertionError, match="gradient check failed"):
+        assert_mha_gradcheck(mha(rng), x, memory)
+    with pytest.raises(AssertionError, match="differs from torch"):
+        assert_matches_torch(mha(rng), x, memory)
+
+
+def test_cross_attention_refuses_what_it_cannot_do():
+    rng = np.random.default_rng(27)
+    x, memory = randn(rng, B, T, C), randn(rng, B, TK, C)
+    with pytest.raises(ValueError, match="takes no key/value cache and no causal mask"):
+        mha(rng, causal=True)(x, memory)
+    with pytest.raises(ValueError, match="takes no key/value cache"):
+        mha(rng)(x, memory, cache=LayerKV(9))
+    with pytest.raises(ValueError, match="memory has batch size 1, x has 2"):
+        mha(rng)(x, memory[:1])
+    with pytest.raises(ValueError, match=r"expected last dim 12, got 8 \(MultiHeadAttention memory shape"):
+        mha(rng)(x, memory[..., :8])
+    with pytest.raises(TypeError, match="must be floating .* pass masks by keyword"):
+        mha(rng)(x, right_padding(B, T))  # the old positional key_padding_mask
+
+
+# --- cached decoding through the same layer --------------------------------------------------------------
+
+@pytest.mark.parametrize("chunks", [[1] * T, [2, 1, 2], [T]])
+def test_cached_forward_equals_the_full_forward(chunks):
+    """A causal layer fed its positions in chunks through a LayerKV gives the full forward's rows, and its
+    attention weights are the full weights' rows up to each chunk's last key."""
+    rng = np.random.default_rng(28)
+    layer, x = mha(rng, causal=True).to("float64").eval(), randn(rng, B, T, C)
+    full, weights = to_numpy(layer(x)), to_numpy(layer.attention_weights)
+    cache, start = LayerKV(T + 2), 0
+    for size in chunks:
+        got = layer(x[:, start:start + size], cache=cache)
+        assert_close(got, full[:, start:start + size], "float64", f"positions {start}..{start + size - 1}")
+        assert_close(layer.attention_weights, weights[:, :, start:start + size, :start + size], "float64", "A")
+        start += size
+    assert cache.length == T
+
+
+def test_backward_after_a_cached_forward_is_refused():
+    layer = mha(np.random.default_rng(29), causal=True)
+    layer(randn(np.random.default_rng(0), 1, 2, C), cache=LayerKV(4))
+    with pytest.raises(RuntimeError, match="a cached forward is for inference and keeps nothing"):
+        layer.backward(randn(np.random.default_rng(1), 1, 2, C))

@@ -277,7 +277,7 @@ def test_planted_layer_norm_bug_fails_its_rows_only(monkeypatch, capsys):
     assert code == 1 and report["passed"] is False
     failed = {row["name"] for row in report["rows"] if row["result"] == "FAIL"}
     expected = {item.name for item in ITEMS if uses(item, LayerNorm)}
-    assert "LayerNorm" in expected and "GPT (2 layers, tied head)" in expected and len(expected) == 4
+    assert "LayerNorm" in expected and "GPT (2 layers, tied head)" in expected and len(expected) == 6
     assert failed == expected  # the layer and what is built on it; every other row still passes
     row = next(row for row in report["rows"] if row["name"] == "LayerNorm")
     assert row["fd_error"] > 1e-2  # off by order one, not by rounding

@@ -108,7 +108,7 @@ def test_non_causal_attention_refuses_a_cache():
 
     attn = MultiHeadAttention(12, 2, causal=False, rng=0)
     with pytest.raises(ValueError, match="needs causal attention"):
-        attn.forward_cached(asarray(np.zeros((1, 2, 12))), LayerKV(4))
+        attn(asarray(np.zeros((1, 2, 12))), cache=LayerKV(4))
 
 
 # ---- past block_size: the cache is rebuilt, and results equal nanoGPT's cropped window ------------------

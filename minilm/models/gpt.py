@@ -1,7 +1,7 @@
 """GPT: a decoder-only transformer language model, read top to bottom like its architecture diagram.
 
-forward:  x₀ = wte[idx] + P[:T]              token embedding plus positions (learned wpe, or sinusoidal)
-          x₀ = Dropout(x₀)
+forward:  x₀ = Dropout(wte[idx] + P[:T])     minilm.nn.Embeddings: tokens plus positions (learned wpe, or
+                                             sinusoidal); its wte, wpe and drop are the GPT's own names
           x_l = Block_l(x_{l-1})             l = 1 … L (pre-LN: x + Attn(LN(x)), then + FFN(LN(·)))
           z = LN_f(x_L)                      (pre-LN only: post-LN blocks already end in a LayerNorm)
           logits = z W_headᵀ                 W_head = wte (tied, by default) or its own (V, C) matrix
@@ -26,13 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from minilm.backend import xp
-from minilm.nn.dropout import Dropout
-from minilm.nn.embedding import Embedding
-from minilm.nn.kv_cache import KVCache, block_forward_cached
+from minilm.nn.embeddings import Embeddings
+from minilm.nn.kv_cache import KVCache
 from minilm.nn.linear import Linear
 from minilm.nn.module import Module, host_rng, init_normal
 from minilm.nn.normalization import LayerNorm
-from minilm.nn.positional import SinusoidalPositionalEncoding
 from minilm.nn.transformer import TransformerBlock
 
 
@@ -87,20 +85,23 @@ class GPTConfig:
             raise ValueError(f"checkpoint config.json in {folder} is not a GPT config: {err}") from None
 
 
+def block_settings(cfg):
+    """The TransformerBlock of a GPT, from its config: a decoder-only LM's blocks are causal self-attention with
+    no cross-attention, and the feed-forward width is GPT-2's d_ff = 4C with its tanh GELU."""
+    return dict(d_model=cfg.n_embd, n_heads=cfg.n_head, d_ff=4 * cfg.n_embd, norm=cfg.norm, causal=True,
+                cross_attention=False, activation="gelu", dropout=cfg.dropout, bias=cfg.bias,
+                layer_norm_eps=float(cfg.layer_norm_eps))
+
+
 class GPT(Module):
     def __init__(self, config, rng=None):
         rng = host_rng(rng)
         self.config = cfg = config
-        self.wte = Embedding(cfg.vocab_size, cfg.n_embd, rng=rng)
-        if cfg.pos == "learned":
-            self.wpe = Embedding(cfg.block_size, cfg.n_embd, rng=rng)
-        else:
-            self.wpe = SinusoidalPositionalEncoding(cfg.block_size, cfg.n_embd)
-        self.drop = Dropout(cfg.dropout, rng=rng.integers(2**63))
-        self.h = [TransformerBlock(cfg.n_embd, cfg.n_head, 4 * cfg.n_embd, norm=cfg.norm, causal=True,
-                                   dropout=cfg.dropout, bias=cfg.bias, rng=rng) for _ in range(cfg.n_layer)]
-        for block in self.h:  # TransformerBlock builds its LayerNorms with the default eps; they hold no random state
-            block.ln_1.eps = block.ln_2.eps = float(cfg.layer_norm_eps)
+        self._embeddings = Embeddings(cfg.vocab_size, cfg.n_embd, cfg.block_size, pos=cfg.pos, dropout=cfg.dropout,
+                                      rng=rng)
+        # GPT-2's names: the embeddings' token table, position table and dropout are the GPT's own wte, wpe, drop
+        self.wte, self.wpe, self.drop = self._embeddings.wte, self._embeddings.wpe, self._embeddings.drop
+        self.h = [TransformerBlock(**block_settings(cfg), rng=rng) for _ in range(cfg.n_layer)]
         self.ln_f = LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else None
         self.lm_head = Linear(cfg.n_embd, cfg.vocab_size, bias=False, rng=rng)
         if cfg.tie_weights:
@@ -123,12 +124,7 @@ class GPT(Module):
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
-        if self.config.pos == "learned":
-            self.positions = xp.arange(T)  # (T,)
-            x = self.wte(idx) + self.wpe(self.positions)  # (B, T, C) + (T, C)
-        else:
-            x = self.wpe(self.wte(idx))  # (B, T, C) + PE[:T]
-        x = self.drop(x)
+        x = self._embeddings(idx)  # (B, T, C) = dropout(wte[idx] + P[:T])
         for block in self.h:
             x = block(x)  # (B, T, C)
         if self.ln_f is not None:
@@ -157,14 +153,9 @@ class GPT(Module):
             raise ValueError(f"sequence length {T_past + T} ({T_past} cached + {T} new) "
                              f"exceeds block_size {self.config.block_size}")
         # absolute positions: the new tokens sit at T_past ... T_past + T - 1, not at 0 ... T - 1
-        if self.config.pos == "learned":
-            x = self.wte(idx) + self.wpe(xp.arange(T_past, T_past + T))  # (B, T, C) + (T, C)
-        else:
-            x = self.wte(idx)  # (B, T, C)
-            x = x + self.wpe.pe[T_past:T_past + T].astype(x.dtype)  # (B, T, C) + PE[T_past : T_past + T]
-        x = self.drop(x)
+        x = self._embeddings(idx, start=T_past)  # (B, T, C)
         for block, kv in zip(self.h, cache.layers):
-            x = block_forward_cached(block, x, kv)  # (B, T, C)
+            x = block(x, cache=kv)  # (B, T, C): the block's own forward, its attention reading and filling kv
         if self.ln_f is not None:
             x = self.ln_f(x)
         return self.lm_head(x)  # (B, T, V)
@@ -175,11 +166,4 @@ class GPT(Module):
             dx = self.ln_f.backward(dx)
         for block in reversed(self.h):
             dx = block.backward(dx)
-        dx = self.drop.backward(dx)
-        if self.config.pos == "learned":
-            # forward: x = wte[idx] + wpe[positions], the (T, C) positions broadcast over B
-            self.wpe.backward(dx.sum(axis=0))
-        else:
-            dx = self.wpe.backward(dx)
-        self.wte.backward(dx)
-        return None  # token ids have no gradient
+        return self._embeddings.backward(dx)  # None: token ids have no gradient

@@ -108,6 +108,8 @@ def _check_floating(name, x):
 
 
 class GELU(Module):
+    kept = ("x",)  # what backward reads; dropped under inference()
+
     APPROXIMATIONS = ("tanh", "none")
 
     def __init__(self, approximate="tanh"):
@@ -127,6 +129,8 @@ class GELU(Module):
 
 
 class ReLU(Module):
+    kept = ("positive",)  # what backward reads; dropped under inference()
+
     def forward(self, x):
         _check_floating("ReLU", x)
         self.positive = x > 0  # (..., C) bool

@@ -18,6 +18,8 @@ from minilm.nn.module import Module, host_rng
 
 
 class Dropout(Module):
+    kept = ("scaled_mask",)  # what backward reads; dropped under inference()
+
     def __init__(self, p=0.5, rng=None):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability must be in [0, 1], got {p}")

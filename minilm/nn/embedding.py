@@ -17,6 +17,8 @@ from minilm.nn.module import Module, Parameter, host_rng, init_normal
 
 
 class Embedding(Module):
+    kept = ("ids",)  # what backward reads; dropped under inference()
+
     def __init__(self, num_embeddings, embedding_dim, rng=None):
         self.num_embeddings = num_embeddings
         self.embedding_dim = embedding_dim

@@ -4,17 +4,19 @@ why:      generating token T+1 by running the model on all T+1 tokens recomputes
           and values of the T tokens it has already seen; under a causal mask they cannot change, because
           position j only ever looks at positions ≤ j. So keep them: per block, K and V (B, H, T_past, hs)
           of every position seen, and feed only the new token(s) (B, T_new). Each block then computes
-          queries, keys and values for the new positions only, appends the keys and values, and lets the
-          new queries attend to all T_past + T_new keys.
+          queries, keys and values for the new positions only, appends the keys and values here, and lets
+          the new queries attend to all T_past + T_new keys.
 forward:  for the queries of the new positions p = T_past + i, i = 0 … T_new - 1:
               S = q Kᵀ / √hs + M     (T_new, T_past + T_new)   M_ij = -inf where key j > p = T_past + i
               A = softmax(S),  y = A V                            (T_new, hs)
-          the causal rule with a cache: a new query at absolute position p sees keys 0 … p. With one new
-          token (T_new = 1) nothing is masked. The positions must be absolute too: the model adds position
-          T_past + i (a wpe row or a sinusoidal row), not i. The token-by-token result equals the full
-          forward's, which the tests check at every step (float64 to ~1e-12).
+          the causal rule with a cache: a new query at absolute position p sees keys 0 … p. This module
+          only holds K and V: the attention over them is MultiHeadAttention.forward(x, cache=layer), through
+          the one scaled_dot_product_attention (minilm.nn.sdpa) and the one mask builder (minilm.nn.masks,
+          its T_past offset). The positions must be absolute too: the model adds position T_past + i (a wpe
+          row or a sinusoidal row), not i. The token-by-token result equals the full forward's, which the
+          tests check at every step (float64 to ~1e-12).
 backward: none. The cache is for inference only (generation, in eval mode); nothing is kept for a backward,
-          and a backward after a cached forward is meaningless.
+          and a backward after a cached forward is refused.
 shapes:   B batch, H heads, hs head size, T_past positions cached, T_new new positions, L blocks.
 memory:   2·L·B·H·T·hs numbers (= 2·L·B·T·C: a K and a V per block); the buffers are allocated once, for
           T = capacity (the model's block_size), in the dtype of the keys, and again only when a reset cache
@@ -22,10 +24,7 @@ memory:   2·L·B·H·T·hs numbers (= 2·L·B·T·C: a K and a V per block); th
 ref:      Pope et al. 2022, "Efficiently Scaling Transformer Inference", §2; Hugging Face's past_key_values
 """
 
-import math
-
 from minilm.backend import xp
-from minilm.nn.softmax import softmax
 
 
 class LayerKV:
@@ -66,22 +65,6 @@ class LayerKV:
         self.length = end
         return self.keys, self.values
 
-    def attend(self, q, k_new, v_new):
-        """y (B, H, T_new, hs): the new queries attend to every cached key up to their own position.
-
-        q, k_new, v_new: (B, H, T_new, hs) for the positions T_past … T_past + T_new - 1.
-        """
-        T_past, T_new = self.length, q.shape[2]
-        k, v = self.append(k_new, v_new)  # (B, H, T_past + T_new, hs) each
-        S = q @ k.swapaxes(-1, -2)  # (B, H, T_new, T_past + T_new)
-        S *= 1.0 / math.sqrt(q.shape[-1])  # the same steps, in the same order, as scaled_dot_product_attention
-        if T_new > 1:
-            # query i sits at absolute position T_past + i and may not see key j > T_past + i
-            blocked = xp.triu(xp.ones((T_new, T_past + T_new), dtype=bool), k=T_past + 1)  # (T_new, T_past + T_new)
-            S += xp.where(blocked, -xp.inf, 0.0).astype(S.dtype)  # broadcast over (B, H)
-        A = softmax(S, axis=-1)  # (B, H, T_new, T_past + T_new)
-        return A @ v  # (B, H, T_new, hs)
-
 
 class KVCache:
     """The keys and values of every block: ``layers[l]`` is block l's ``LayerKV``. Forward only."""
@@ -106,16 +89,3 @@ class KVCache:
     def num_elements(self):
         """Numbers held by the allocated buffers: 2·L·B·H·capacity·hs."""
         return sum(int(layer.k.size + layer.v.size) for layer in self.layers if layer.k is not None)
-
-
-def block_forward_cached(block, x, kv):
-    """TransformerBlock.forward for the new positions x (B, T_new, C), its attention reading and filling ``kv``.
-
-    The same lines as TransformerBlock.forward with ``attn`` replaced by ``attn.forward_cached``; the dropouts
-    are the identity in eval mode, as generation runs. Forward only.
-    """
-    if block.norm == "pre":
-        u = x + block.resid_dropout(block.attn.forward_cached(block.ln_1(x), kv))  # (B, T_new, C)
-        return u + block.mlp(block.ln_2(u))  # (B, T_new, C)
-    u = block.ln_1(x + block.resid_dropout(block.attn.forward_cached(x, kv)))  # (B, T_new, C)
-    return block.ln_2(u + block.mlp(u))  # (B, T_new, C)

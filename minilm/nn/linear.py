@@ -14,6 +14,8 @@ from minilm.nn.module import Module, Parameter, host_rng, init_uniform
 
 
 class Linear(Module):
+    kept = ("x",)  # what backward reads; dropped under inference()
+
     def __init__(self, in_features, out_features, bias=True, rng=None):
         self.in_features = in_features
         self.out_features = out_features

@@ -25,6 +25,8 @@ from minilm.nn.softmax import log_softmax
 
 
 class CrossEntropyLoss(Module):
+    kept = ("targets", "valid", "n_valid", "logp",)  # what backward reads; dropped under inference()
+
     def __init__(self, ignore_index=-100):
         self.ignore_index = ignore_index
 

@@ -7,9 +7,16 @@ None when there are none) and *adds* into each ``Parameter.grad``, so a weight u
 embedding) collects the sum of both gradients.
 
 Names follow ``torch.nn``: submodules are attributes, a list of modules indexes like ``torch.nn.ModuleList``
-(``h.0.attn.out_proj.weight``), so a state dict copies across to the PyTorch twin by name.
+(``h.0.attn.out_proj.weight``), so a state dict copies across to the PyTorch twin by name. An attribute
+whose name starts with "_" is private: a module it holds is not a child (no name, no state dict entry).
+
+Inference: each layer names in ``kept`` the attributes its forward keeps for backward. Inside ``with
+inference():`` a module drops them as soon as its forward returns, so a forward pass holds one layer's
+activations at a time instead of every layer's (sampling, embedding, long contexts); a backward after it
+raises a RuntimeError naming what was not kept. Use it with the model in eval mode.
 """
 
+import contextlib
 from collections import OrderedDict
 
 import numpy as np
@@ -41,10 +48,24 @@ class Parameter:
         return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
 
 
+_inference = {"on": False}
+
+
+@contextlib.contextmanager
+def inference():
+    """Forward passes inside keep nothing for backward (see the module docstring); nests, and restores."""
+    before, _inference["on"] = _inference["on"], True
+    try:
+        yield
+    finally:
+        _inference["on"] = before
+
+
 class Module:
     """Base class: parameter bookkeeping, train/eval, dtype casts. Subclasses write forward and backward."""
 
     training = True
+    kept = ()  # the attributes forward keeps for backward (the cache), dropped under inference()
 
     def forward(self, *inputs):
         raise NotImplementedError
@@ -53,11 +74,23 @@ class Module:
         raise NotImplementedError
 
     def __call__(self, *inputs, **kwargs):
-        return self.forward(*inputs, **kwargs)
+        out = self.forward(*inputs, **kwargs)
+        if _inference["on"]:
+            for name in self.kept:
+                self.__dict__.pop(name, None)
+        return out
+
+    def __getattr__(self, name):  # only reached when the attribute is missing
+        if name in type(self).kept:
+            raise RuntimeError(f"{type(self).__name__}.backward needs {name!r}, which its last forward did not "
+                               f"keep: it ran under minilm.nn.inference() (or never ran); run forward outside it")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _children(self):
-        """(name, Parameter | Module) for every attribute that holds one, in definition order."""
+        """(name, Parameter | Module) for every public attribute that holds one, in definition order."""
         for name, value in vars(self).items():
+            if name.startswith("_"):
+                continue
             if isinstance(value, (Parameter, Module)):
                 yield name, value
             elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Module) for v in value):

@@ -57,6 +57,8 @@ def _sum_leading(a):
 
 
 class LayerNorm(Module):
+    kept = ("xhat", "rstd",)  # what backward reads; dropped under inference()
+
     def __init__(self, normalized_shape, eps=1e-5):
         self.normalized_shape = _as_int_shape(normalized_shape)
         if not eps > 0:

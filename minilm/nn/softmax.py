@@ -86,6 +86,8 @@ def log_softmax_backward(dlogp, logp, axis=-1):
 
 
 class Softmax(Module):
+    kept = ("p",)  # what backward reads; dropped under inference()
+
     def __init__(self, axis=-1):
         self.axis = axis
 
@@ -98,6 +100,8 @@ class Softmax(Module):
 
 
 class LogSoftmax(Module):
+    kept = ("logp",)  # what backward reads; dropped under inference()
+
     def __init__(self, axis=-1):
         self.axis = axis
 
