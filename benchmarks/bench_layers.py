@@ -4,7 +4,7 @@
     python benchmarks/bench_layers.py --openblas autodetect # OPENBLAS_CORETYPE removed in the workers
     python benchmarks/bench_layers.py --only gelu,layernorm --threads 1
 
-Shapes (minilm.train.PRESETS["cpu"]): B 12, T 64, C 128, H 4, hs 32, V 65, L 4, no biases. Each case times
+Shapes (minilm.training.trainer.PRESETS["cpu"]): B 12, T 64, C 128, H 4, hs 32, V 65, L 4, no biases. Each case times
 one forward and its backward (gradients reset first, as a training step does); "calls/step" is how often a
 training step runs it, so µs x calls gives the layer's share of a step (the cases overlap: attention holds
 its softmax and its Linear layers; "matmuls" is every matrix product of a step on its own, the BLAS floor).

@@ -15,7 +15,7 @@ fair: the torch side is nanoGPT's model.py structure in eager mode: one fused c_
     product_attention(is_causal=True), GELU(approximate="tanh") (nanoGPT has the exact form; tanh is what
     minilm's GPT computes, so both sides do the same work), LayerNorm (with bias, as minilm's), the head tied
     to wte, and torch.optim.AdamW with the implementation torch picks (nanoGPT asks for fused=True on a GPU;
-    we do too). Same shapes, bias and dropout as the preset (minilm.train.PRESETS), same random batches.
+    we do too). Same shapes, bias and dropout as the preset (minilm.training.trainer.PRESETS), same random batches.
 timing: two long-lived worker processes (minilm, torch) take turns: round r runs ``--steps`` steps on one side,
     then the other, the order alternating every round, with a pause between turns: OpenBLAS and OpenMP worker
     threads spin ~0.1 s after their last call, and would steal cores from the other side. Both sides get the
@@ -39,7 +39,7 @@ import time
 
 import numpy as np
 
-# name -> (batch B, model shape). cpu and gpu are minilm.train.PRESETS; gpt2 is GPT-2 small (124M).
+# name -> (batch B, model shape). cpu and gpu are minilm.training.trainer.PRESETS; gpt2 is GPT-2 small (124M).
 CONFIGS = {
     "cpu": dict(batch_size=12, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=False),
     "gpu": dict(batch_size=64, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2, bias=False),

@@ -7,7 +7,7 @@
 Besides the 20-batch estimate nanoGPT reports, each run measures its final weights on the whole val split
 (every non-overlapping window), which has no sampling noise: the 20-batch estimate's own noise is ~±0.012.
 
-Both sides start from the same weights (minilm's GPT-2 init, copied by name into minilm.reference's
+Both sides start from the same weights (minilm's GPT-2 init, copied by name into minilm.verify.reference's
 GPTTwin), draw the same batches (minilm.data.get_batch, same seed), follow the same warmup-cosine
 schedule, clip, and step AdamW with nanoGPT's decay groups. Each side runs in its own process: OpenBLAS
 worker threads spin ~0.1 s after every call, so two libraries stepping in one process slow each other.
@@ -27,7 +27,7 @@ import numpy as np
 
 
 def run_minilm(cfg):
-    from minilm.train import Trainer, split_loss
+    from minilm.training.trainer import Trainer, split_loss
 
     trainer = Trainer(cfg, log=lambda *_: None)
     started = time.perf_counter()
@@ -39,11 +39,11 @@ def run_minilm(cfg):
 def run_torch(cfg):
     import torch
 
-    from minilm import reference
+    from minilm.verify import reference
     from minilm.data import CharTokenizer, every_window, get_batch, load_text, split
     from minilm.models import GPT
     from minilm.optim import WarmupCosine
-    from minilm.train import model_config
+    from minilm.training.trainer import model_config
 
     torch.manual_seed(cfg.seed)
     tokenizer = CharTokenizer.from_text(load_text(cfg.data))
@@ -86,7 +86,7 @@ def run_torch(cfg):
     seconds = time.perf_counter() - started
     model.eval()
     total, count = 0.0, 0
-    with torch.no_grad():  # minilm.train.split_loss's windows, in torch
+    with torch.no_grad():  # minilm.training.trainer.split_loss's windows, in torch
         for x, y in every_window(val_data, cfg.batch_size, cfg.block_size):
             x, y = torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(y))
             total += torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten()).item() * y.numel()
@@ -95,7 +95,7 @@ def run_torch(cfg):
 
 
 def one_side(args):
-    from minilm.train import PRESETS
+    from minilm.training.trainer import PRESETS
 
     cfg = dataclasses.replace(PRESETS[args.preset], backend=args.backend, out=args.out, sample_tokens=0,
                               **({"seed": args.seed} if args.seed is not None else {}),

@@ -14,7 +14,7 @@ __all__ = ["nn", "optim", "load", "use_backend", "backend_name", "to_numpy", "__
 
 
 def load(path):
-    """(model, tokenizer) from a minilm checkpoint folder, the model in eval mode (minilm.loader.load)."""
-    from minilm.loader import load as load_checkpoint_model  # checkpoints, tokenizers: only when asked for
+    """(model, tokenizer) from a minilm checkpoint folder, the model in eval mode (minilm.files.loader.load)."""
+    from minilm.files.loader import load as load_checkpoint_model  # checkpoints, tokenizers: only when asked for
 
     return load_checkpoint_model(path)

@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from minilm import reference  # torch is a hard test requirement: a missing torch fails, never skips
+from minilm.verify import reference  # torch is a hard test requirement: a missing torch fails, never skips
 from minilm.backend import asarray, is_floating, to_numpy
-from minilm.gradcheck import check_module
-from minilm.tolerances import GRADCHECK, TORCH, largest_magnitude, torch_atol
+from minilm.verify.gradcheck import check_module
+from minilm.verify.tolerances import GRADCHECK, TORCH, largest_magnitude, torch_atol
 
 
 def randn(rng, *shape, dtype=np.float64, scale=1.0):

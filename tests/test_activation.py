@@ -7,7 +7,7 @@ from layer_checks import assert_close, assert_gradcheck, assert_matches_torch, r
 from minilm import to_numpy
 from minilm.backend import CPU, asarray, backend_name
 from minilm.nn.activation import GELU, ReLU, gelu_exact, gelu_exact_grad, gelu_tanh, gelu_tanh_grad
-from minilm.tolerances import GRADCHECK
+from minilm.verify.tolerances import GRADCHECK
 
 B, T, C = 2, 3, 7  # all different, as everywhere in the suite
 FORMS = ["tanh", "none"]

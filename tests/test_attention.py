@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from layer_checks import assert_close, assert_gradcheck, assert_matches_torch, randn
 from minilm import to_numpy
 from minilm.backend import asarray
-from minilm.gradcheck import check_module, numerical_gradient, rel_error
+from minilm.verify.gradcheck import check_module, numerical_gradient, rel_error
 from minilm.nn import sdpa
 from minilm.nn.attention import (  # the public path; the functions live in minilm.nn.sdpa and minilm.nn.masks
     MultiHeadAttention,
@@ -34,7 +34,7 @@ from minilm.nn.attention import (  # the public path; the functions live in mini
 from minilm.nn.kv_cache import LayerKV
 from minilm.nn.module import Module
 from minilm.nn.softmax import softmax_backward
-from minilm.tolerances import GRADCHECK, TORCH
+from minilm.verify.tolerances import GRADCHECK, TORCH
 
 B, T, C, H = 2, 5, 12, 3
 HS = C // H  # 4: B, T, C, H and hs all differ, and T != hs, so no transposed product can hide behind a square
@@ -262,7 +262,7 @@ def test_fully_masked_rows_pass_gradcheck():
 def test_mha_fully_masked_rows_are_the_output_bias_and_match_torch_elsewhere():
     """torch's MultiheadAttention gives NaN on a fully masked row (with need_weights=True), so it is compared
     only where some key is visible."""
-    from minilm.reference import twin
+    from minilm.verify.reference import twin
 
     rng = np.random.default_rng(5)
     layer = mha(rng, causal=True).to("float64")
@@ -355,7 +355,7 @@ def test_key_bias_changes_nothing():
 
 
 def test_attention_weights_are_torchs_per_head_weights():
-    from minilm.reference import twin
+    from minilm.verify.reference import twin
 
     rng = np.random.default_rng(12)
     layer, x, padded = mha(rng, causal=True).to("float64"), randn(rng, B, T, C), right_padding(B, T)

@@ -13,16 +13,17 @@ import unicodedata
 import numpy as np
 import pytest
 
-from minilm import check, cli, nn
+from minilm import cli, nn
+from minilm.verify import check
 from minilm.backend import backend_name
-from minilm.check_items import ITEMS, LAYERS, Case, formula_of, formula_pieces
-from minilm.check_table import FD_ONLY, GREEN, RESET, TORCH_MISSING, YELLOW, format_table
+from minilm.verify.check_items import ITEMS, LAYERS, Case, formula_of, formula_pieces
+from minilm.verify.check_table import FD_ONLY, GREEN, RESET, TORCH_MISSING, YELLOW, format_table
 from minilm.nn.activation import ReLU
 from minilm.nn.normalization import LayerNorm
-from minilm.tolerances import GRADCHECK, TORCH
+from minilm.verify.tolerances import GRADCHECK, TORCH
 
 try:
-    import minilm.reference  # noqa: F401  (needs torch)
+    import minilm.verify.reference  # noqa: F401  (needs torch)
     HAVE_TORCH = True
 except ImportError:
     HAVE_TORCH = False
@@ -56,7 +57,7 @@ def run_cli(argv, capsys):
 def without_torch(monkeypatch):
     """Make `import torch` fail as it does where torch is not installed."""
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError(name="torch")
-    monkeypatch.delitem(sys.modules, "minilm.reference", raising=False)
+    monkeypatch.delitem(sys.modules, "minilm.verify.reference", raising=False)
 
 
 def display(line):

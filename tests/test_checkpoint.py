@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import minilm.checkpoint as checkpoint
+import minilm.files.checkpoint as checkpoint
 from minilm import nn, optim, to_numpy
 from minilm.backend import asarray
-from minilm.checkpoint import Checkpoint, check_config, load_checkpoint, save_checkpoint
+from minilm.files.checkpoint import Checkpoint, check_config, load_checkpoint, save_checkpoint
 
 FILES = ["config.json", "manifest.json", "model.safetensors", "optimizer.safetensors", "tokenizer.json",
          "train_state.json"]
@@ -493,7 +493,7 @@ def test_a_save_during_a_load_gives_the_new_checkpoint_not_a_mix(tmp_path, monke
 CHILD = """
 import sys
 import numpy as np
-from minilm.checkpoint import save_checkpoint
+from minilm.files.checkpoint import save_checkpoint
 for k in range(10**6):
     big = np.full(200_000, k, np.float32)
     save_checkpoint(sys.argv[1], {"w": big, "v": np.full((300, 100), k, np.float64)}, {"k": k},

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from minilm.checkpoint import load_checkpoint
+from minilm.files.checkpoint import load_checkpoint
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = ["--block-size", "8", "--n-layer", "1", "--n-head", "2", "--n-embd", "8", "--batch-size", "2",
@@ -115,7 +115,7 @@ def test_a_checkpoint_config_of_the_wrong_type_names_the_file_and_field(tmp_path
 
 ENOSPC_DRIVER = textwrap.dedent("""
     import errno, os, sys
-    import minilm.checkpoint as checkpoint
+    import minilm.files.checkpoint as checkpoint
     from minilm.cli import main
 
     def full(file, data):  # every write finds the disk full, as a real ENOSPC from write(2) would

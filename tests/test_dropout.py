@@ -6,10 +6,10 @@ import pytest
 from layer_checks import assert_gradcheck, assert_matches_torch, randn
 from minilm import to_numpy
 from minilm.backend import asarray
-from minilm.gradcheck import check_module
+from minilm.verify.gradcheck import check_module
 from minilm.nn.dropout import Dropout
 from minilm.nn.module import Module
-from minilm.tolerances import GRADCHECK, TORCH
+from minilm.verify.tolerances import GRADCHECK, TORCH
 
 B, T, C = 2, 3, 5
 N_BIG = 200_000  # elements for the statistical tests

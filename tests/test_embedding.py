@@ -6,9 +6,9 @@ from hypothesis import strategies as st
 from layer_checks import assert_gradcheck, assert_matches_torch, randn
 from minilm import to_numpy
 from minilm.backend import asarray, xp
-from minilm.gradcheck import check_module
+from minilm.verify.gradcheck import check_module
 from minilm.nn.embedding import Embedding
-from minilm.tolerances import GRADCHECK, TORCH
+from minilm.verify.tolerances import GRADCHECK, TORCH
 
 B, T, V, C = 2, 3, 7, 5  # all different, so a transposed gradient cannot hide behind a square shape
 

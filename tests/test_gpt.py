@@ -5,15 +5,16 @@ import pytest
 import torch
 
 from layer_checks import assert_close
-from minilm import reference, to_numpy
+from minilm import to_numpy
+from minilm.verify import reference
 from minilm.backend import asarray
-from minilm.check import check_item
-from minilm.check_items import GPT_COORDS, ITEMS
-from minilm.gradcheck import check_module
+from minilm.verify.check import check_item
+from minilm.verify.check_items import GPT_COORDS, ITEMS
+from minilm.verify.gradcheck import check_module
 from minilm.models import GPT, GPTConfig
 from minilm.nn import MultiHeadAttention
 from minilm.nn.loss import CrossEntropyLoss
-from minilm.tolerances import GRADCHECK
+from minilm.verify.tolerances import GRADCHECK
 
 # every size different: V, block, C, H, hs = C / H, B, T
 TINY = dict(vocab_size=11, block_size=9, n_layer=2, n_head=2, n_embd=12)
@@ -80,7 +81,7 @@ GPT_ITEM = next(item for item in ITEMS if item.layer == "GPT")
 
 
 def check_row_gradcheck(seed, only=None):
-    """The finite differences of `minilm check GPT --seed SEED` (minilm.check.check_item), on ``only``."""
+    """The finite differences of `minilm check GPT --seed SEED` (minilm.verify.check.check_item), on ``only``."""
     case = GPT_ITEM.build(np.random.default_rng(seed))
     return check_module(case.module, *case.inputs, h=GPT_ITEM.h, seed=seed, max_coords=GPT_ITEM.max_coords,
                         only=only, **case.kwargs)
@@ -93,7 +94,7 @@ def test_gradcheck_samples_every_parameter(variant):
     assert report.passed(GRADCHECK["model"]), str(report)
 
 
-# --- a bug in one third of a weight is caught whatever the seed (minilm.gradcheck: stratified coordinates) ---
+# --- a bug in one third of a weight is caught whatever the seed (minilm.verify.gradcheck: stratified coordinates) ---
 
 THIRDS = {"query": 0, "key": 1, "value": 2}  # the row blocks of in_proj_weight (3C, C)
 IN_PROJ = ["h.0.attn.in_proj_weight", "h.1.attn.in_proj_weight"]

@@ -12,11 +12,11 @@ import pytest
 
 from minilm import backend
 from minilm.backend import CPU, GPU, asarray, to_numpy, use_backend
-from minilm.checkpoint import load_checkpoint
+from minilm.files.checkpoint import load_checkpoint
 from minilm.models import GPT, GPTConfig
 from minilm.nn.loss import CrossEntropyLoss
-from minilm.tolerances import TORCH
-from minilm.train import TrainConfig, Trainer, dropout_states
+from minilm.verify.tolerances import TORCH
+from minilm.training.trainer import TrainConfig, Trainer, dropout_states
 
 TINY = dict(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)
 VARIANTS = [dict(), dict(norm="post"), dict(pos="sinusoidal", tie_weights=False), dict(bias=True)]

@@ -3,9 +3,9 @@ import pytest
 
 from layer_checks import randn
 from minilm import nn, to_numpy
-from minilm.gradcheck import check_module, numerical_gradient, rel_error, stratified_coords
+from minilm.verify.gradcheck import check_module, numerical_gradient, rel_error, stratified_coords
 from minilm.backend import asarray
-from minilm.tolerances import GRADCHECK
+from minilm.verify.tolerances import GRADCHECK
 
 
 def test_rel_error_is_elementwise_max_and_handles_zeros():

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from layer_checks import assert_close
 from minilm import to_numpy
 from minilm.backend import asarray
-from minilm.checkpoint import load_checkpoint
+from minilm.files.checkpoint import load_checkpoint
 from minilm.data.bpe import BPETokenizer
-from minilm.hf import BLOCK, config_from_hf, load_gpt2, name_map, save_gpt2
-from minilm.hf_cli import add_export_arguments, add_import_arguments, run_export, run_import
+from minilm.files.hf import BLOCK, config_from_hf, load_gpt2, name_map, save_gpt2
+from minilm.cli.hf import add_export_arguments, add_import_arguments, run_export, run_import
 from minilm.models import GPT, GPTConfig
 from minilm.nn.dropout import Dropout
 from minilm.nn.loss import CrossEntropyLoss
@@ -127,7 +127,7 @@ def test_a_forgotten_transpose_of_the_square_c_proj_is_caught_only_by_the_logits
     folder, reference = hf
     model = load_gpt2(folder)
     wrong = tuple((theirs, ours, False if theirs == "attn.c_proj.weight" else t) for theirs, ours, t in BLOCK)
-    monkeypatch.setattr("minilm.hf.BLOCK", wrong)
+    monkeypatch.setattr("minilm.files.hf.BLOCK", wrong)
     out = save_gpt2(model, tmp_path / "wrong")
     loaded, info = transformers.GPT2LMHeadModel.from_pretrained(out, output_loading_info=True)
     assert not any(info.values())  # every name and shape checks out...
@@ -368,7 +368,7 @@ def test_import_hf_then_export_commands(hf, tmp_path, capsys):
 
 
 def test_export_command_refuses_a_checkpoint_gpt2_cannot_hold(tmp_path):
-    from minilm.checkpoint import save_checkpoint
+    from minilm.files.checkpoint import save_checkpoint
     model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=12, pos="sinusoidal"))
     save_checkpoint(tmp_path / "ckpt", model.state_dict(), {"model": dataclasses.asdict(model.config), "train": {}})
     parser = argparse.ArgumentParser()

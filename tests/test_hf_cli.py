@@ -10,7 +10,7 @@ import transformers
 from layer_checks import assert_close
 from minilm import to_numpy
 from minilm.backend import asarray
-from minilm.checkpoint import load_checkpoint, save_checkpoint
+from minilm.files.checkpoint import load_checkpoint, save_checkpoint
 from minilm.cli import main
 from minilm.models import GPT, GPTConfig
 from minilm.nn.normalization import LayerNorm

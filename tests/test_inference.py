@@ -6,7 +6,7 @@ import pytest
 from minilm import to_numpy
 from minilm.models import GPT, GPTConfig
 from minilm.nn import Linear, inference
-from minilm.sample import generate
+from minilm.training.sampling import generate
 
 CONFIG = GPTConfig(vocab_size=13, block_size=9, n_layer=2, n_head=2, n_embd=8, dropout=0.1)
 

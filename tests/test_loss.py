@@ -7,11 +7,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from layer_checks import assert_gradcheck, assert_matches_torch, randn
-from minilm import reference, to_numpy
+from minilm import to_numpy
+from minilm.verify import reference
 from minilm.backend import asarray
-from minilm.gradcheck import check_module
+from minilm.verify.gradcheck import check_module
 from minilm.nn.loss import CrossEntropyLoss
-from minilm.tolerances import GRADCHECK, TORCH
+from minilm.verify.tolerances import GRADCHECK, TORCH
 
 B, T, V = 2, 3, 7  # all different: a gradient summed or scattered along the wrong axis cannot hide
 IGNORE = -100

@@ -1,10 +1,10 @@
-"""minilm.memory: the parameter count from a config alone, and the refusal of runs that cannot fit."""
+"""minilm.training.memory: the parameter count from a config alone, and the refusal of runs that cannot fit."""
 
 import itertools
 
 import pytest
 
-from minilm.memory import batch_bytes, check_memory, parameter_count, readable_bytes
+from minilm.training.memory import batch_bytes, check_memory, parameter_count, readable_bytes
 from minilm.models import GPT, GPTConfig
 
 

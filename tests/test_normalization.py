@@ -5,11 +5,12 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from layer_checks import assert_close, assert_gradcheck, assert_matches_torch, randn
-from minilm import reference, to_numpy
+from minilm import to_numpy
+from minilm.verify import reference
 from minilm.backend import asarray
-from minilm.gradcheck import check_module
+from minilm.verify.gradcheck import check_module
 from minilm.nn.normalization import LayerNorm, layer_norm_backward_staged
-from minilm.tolerances import GRADCHECK, TORCH
+from minilm.verify.tolerances import GRADCHECK, TORCH
 
 B, T, C = 2, 3, 7  # all different, so a gradient summed over the wrong axis cannot hide behind a square shape
 

@@ -12,7 +12,7 @@ from minilm import nn, to_numpy
 from minilm.backend import asarray
 from minilm.nn.module import Parameter
 from minilm.optim import SGD, Adam, AdamW, WarmupCosine, clip_grad_norm, decay_groups
-from minilm.tolerances import TORCH
+from minilm.verify.tolerances import TORCH
 
 
 # Matrices, a 3-D tensor and vectors of different sizes: a parameter paired with the wrong state shows up.

@@ -12,12 +12,13 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.image import imread  # noqa: E402
 
-from minilm import cli, figures, plots  # noqa: E402
-from minilm.checkpoint import save_checkpoint  # noqa: E402
+from minilm import cli  # noqa: E402
+from minilm.viz import figures, plots  # noqa: E402
+from minilm.files.checkpoint import save_checkpoint  # noqa: E402
 from minilm.data import CharTokenizer  # noqa: E402
 from minilm.models import GPT, GPTConfig  # noqa: E402
 from minilm.nn.attention import keep_attention_weights  # noqa: E402
-from minilm.tolerances import TORCH  # noqa: E402
+from minilm.verify.tolerances import TORCH  # noqa: E402
 
 TEXT = "to be, or not\nto be"
 # every size different: V (the 9 characters of TEXT), block, L, H, C
@@ -213,7 +214,7 @@ def test_without_matplotlib_the_module_imports_and_drawing_names_the_extra():
 import sys
 sys.modules["matplotlib"] = None
 import numpy as np
-import minilm.plots as plots
+import minilm.viz.plots as plots
 assert plots.attention_weights  # importing needs no matplotlib
 for call in (lambda: plots.attention_heatmaps(np.eye(2), ["a", "b"]),
              lambda: plots.positional_encoding_heatmap(np.eye(2)),
@@ -249,7 +250,7 @@ def test_bigram_loss_is_the_cross_entropy_of_add_one_counts():
 
 
 def test_the_gradcheck_figure_is_skipped_with_a_note_without_minilm_check(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "minilm.check", None)
+    monkeypatch.setitem(sys.modules, "minilm.verify.check", None)
     assert figures.gradcheck(tmp_path) is None
-    assert "minilm.check is not available" in capsys.readouterr().out
+    assert "minilm.verify.check is not available" in capsys.readouterr().out
     assert not list(tmp_path.iterdir())

@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 
 from layer_checks import assert_gradcheck, assert_matches_torch, randn
 from minilm import to_numpy
-from minilm.gradcheck import check_module
+from minilm.verify.gradcheck import check_module
 from minilm.nn.positional import SinusoidalPositionalEncoding
-from minilm.tolerances import GRADCHECK, TORCH
+from minilm.verify.tolerances import GRADCHECK, TORCH
 
 B, T, C, MAX_LEN = 2, 5, 6, 9  # all different; T < MAX_LEN so the slice PE[:T] matters
 

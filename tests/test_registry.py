@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 import minilm
-from minilm.checkpoint import load_checkpoint, save_checkpoint
+from minilm.files.checkpoint import load_checkpoint, save_checkpoint
 from minilm.cli import main
 from minilm.data import CharTokenizer
 from minilm.models import GPT, GPTConfig, MODELS, model_type_of
-from minilm.objectives import CausalLM
-from minilm.train import TrainConfig, Trainer
+from minilm.training.objectives import CausalLM
+from minilm.training.trainer import TrainConfig, Trainer
 
 SMALL = GPTConfig(vocab_size=12, block_size=8, n_layer=1, n_head=2, n_embd=8)
 

@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from minilm.checkpoint import load_checkpoint
-from minilm.train import TrainConfig, Trainer
+from minilm.files.checkpoint import load_checkpoint
+from minilm.training.trainer import TrainConfig, Trainer
 
 TINY = dict(block_size=16, n_layer=1, n_head=2, n_embd=12, batch_size=4, eval_iters=2, warmup_iters=2,
             sample_tokens=0, seed=7)
@@ -97,7 +97,7 @@ class Stop(Exception):
 def run(out, monkeypatch, stop_at=None, **changes):
     """Train 6 steps (evaluations at 0, 2, 4, 6); with stop_at = k, stop just before save k // 2 writes (k even)
     or just after it (k odd). Returns the names of the checkpoints saved, in order."""
-    import minilm.train as train
+    import minilm.training.trainer as train
 
     save, calls = train.save_checkpoint, []
 

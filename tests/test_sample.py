@@ -10,11 +10,13 @@ from hypothesis import strategies as st
 from layer_checks import assert_close
 from minilm import to_numpy
 from minilm.backend import asarray
-from minilm.checkpoint import save_checkpoint
+from minilm.files.checkpoint import save_checkpoint
 from minilm.data import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from minilm.models import GPT, GPTConfig
 from minilm.nn.kv_cache import KVCache
-from minilm.sample import add_arguments, generate, load_model, next_logits, next_token_probs, run, sample_next
+from minilm.cli.sample import add_arguments, run
+from minilm.files.loader import load_model
+from minilm.training.sampling import generate, next_logits, next_token_probs, sample_next
 
 # every size different: V, block, L, H, C, hs = C / H
 TINY = dict(vocab_size=11, block_size=9, n_layer=2, n_head=2, n_embd=12)

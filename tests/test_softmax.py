@@ -6,9 +6,9 @@ from hypothesis import strategies as st
 from layer_checks import assert_close, assert_gradcheck, assert_matches_torch, randn
 from minilm import to_numpy
 from minilm.backend import asarray
-from minilm.gradcheck import check_module
+from minilm.verify.gradcheck import check_module
 from minilm.nn.softmax import LogSoftmax, Softmax, log_softmax, log_softmax_backward, softmax, softmax_backward
-from minilm.tolerances import GRADCHECK, TORCH
+from minilm.verify.tolerances import GRADCHECK, TORCH
 
 B, T, V = 2, 3, 5  # all different: a sum over the wrong axis cannot hide
 LAYERS = [Softmax, LogSoftmax]

@@ -5,7 +5,7 @@ import pytest
 
 from layer_checks import assert_close, assert_matches_torch, randn
 from minilm import nn
-from minilm.tolerances import TORCH, ULPS, rounding_floor, torch_atol
+from minilm.verify.tolerances import TORCH, ULPS, rounding_floor, torch_atol
 
 
 def test_noise_on_a_zero_gradient_passes_where_a_tensor_scaled_atol_did_not():

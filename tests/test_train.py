@@ -13,8 +13,8 @@ import torch
 import transformers
 
 from minilm import to_numpy
-from minilm.checkpoint import load_checkpoint
-from minilm.train import PRESETS, TrainConfig, Trainer
+from minilm.files.checkpoint import load_checkpoint
+from minilm.training.trainer import PRESETS, TrainConfig, Trainer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # a model small enough that a test run takes a second; every size different
@@ -89,7 +89,7 @@ def test_recomputing_attention_weights_changes_memory_not_training(tmp_path):
 
 def test_split_loss_is_the_mean_over_every_window(tmp_path):
     from minilm.nn.loss import CrossEntropyLoss
-    from minilm.train import split_loss
+    from minilm.training.trainer import split_loss
 
     trainer = Trainer(tiny(tmp_path, max_iters=2, eval_interval=2), log=quiet)
     cfg, val = trainer.cfg, trainer.val_data
@@ -177,7 +177,7 @@ def test_a_bpe_tokenizer_is_trained_saved_and_used_on_resume(tmp_path):
 
 KILL_DRIVER = textwrap.dedent("""
     import sys, time, pathlib
-    import minilm.checkpoint as checkpoint
+    import minilm.files.checkpoint as checkpoint
     from minilm.cli import main
     write, saves = checkpoint.write_file, []
 

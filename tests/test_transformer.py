@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from layer_checks import assert_close, assert_gradcheck, assert_matches_torch, randn
 from minilm import nn, to_numpy
 from minilm.backend import asarray
-from minilm.tolerances import GRADCHECK
+from minilm.verify.tolerances import GRADCHECK
 
 B, T, C, H, D_FF = 2, 5, 12, 3, 20  # hs = 4: B, T, C, H, hs, d_ff all different
 TK = 7  # the memory's length for a decoder layer: B, T, TK, C, H, hs, d_ff all different

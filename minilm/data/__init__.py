@@ -7,6 +7,8 @@
     x, y = get_batch(train, 64, 256, np.random.default_rng(1337))   # (B, T) each, y = x shifted by one
 
 The corpus file shakespeare.txt lives in this folder as package data.
+
+May import: minilm.backend and minilm.atomic (tokenizer files are written atomically).
 """
 
 from minilm.data.batching import (every_window, get_batch, next_token_pairs, random_windows, rng_from_state,

@@ -15,7 +15,7 @@ init:     GPT-2: every weight matrix and embedding ~ N(0, 0.02²), biases 0, Lay
 names:    wte, wpe, h.N.{ln_1, attn, ln_2, mlp}, ln_f, lm_head (GPT-2 / nanoGPT); the layers inside keep
           their torch names (attn.in_proj_weight, attn.out_proj.weight, mlp.c_fc.weight, ...).
 generate: forward_cached(idx, cache) runs only the new tokens, reading and extending a key/value cache
-          (minilm.nn.kv_cache); forward only. Sampling itself lives in minilm.sample.
+          (minilm.nn.kv_cache); forward only. Sampling itself lives in minilm.training.sampling.
 ref:      Radford et al. 2019 (GPT-2); Karpathy's nanoGPT model.py
 """
 

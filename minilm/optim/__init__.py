@@ -9,6 +9,8 @@
         optim.clip_grad_norm(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad()
+
+May import: minilm.backend, minilm.nn (Parameter, and the model for decay_groups).
 """
 
 from minilm.optim.adam import Adam, AdamW

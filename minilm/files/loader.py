@@ -9,7 +9,7 @@ type is refused with both types named.
 
 from pathlib import Path
 
-from minilm.checkpoint import MODEL, load_checkpoint
+from minilm.files.checkpoint import MODEL, load_checkpoint
 from minilm.data import tokenizer_from_dict
 from minilm.models import build, expect_type
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from minilm.nn.transformer import TORCH_DECODER_NAMES
-from minilm.reference.layers import FeedForwardTwin, MultiheadAttentionTwin, SinusoidalTwin, _with_future
+from minilm.verify.reference.layers import FeedForwardTwin, MultiheadAttentionTwin, SinusoidalTwin, _with_future
 
 
 class TransformerBlockTwin(torch.nn.Module):

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from minilm.backend import asarray, is_floating, to_numpy
-from minilm.reference.blocks import DecoderLayerTwin, GPTTwin, TransformerBlockTwin
-from minilm.reference.layers import (CrossEntropyTwin, EmbeddingsTwin, FeedForwardTwin, LogSoftmaxTwin,
+from minilm.verify.reference.blocks import DecoderLayerTwin, GPTTwin, TransformerBlockTwin
+from minilm.verify.reference.layers import (CrossEntropyTwin, EmbeddingsTwin, FeedForwardTwin, LogSoftmaxTwin,
                                      MultiheadAttentionTwin, ScaledDotProductAttentionTwin, SelfAttentionTwin,
                                      SinusoidalTwin)
 

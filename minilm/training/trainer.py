@@ -28,18 +28,18 @@ import numpy as np
 from tqdm import tqdm
 
 from minilm.backend import GPU, backend_name, use_backend
-from minilm.checkpoint import load_checkpoint, save_checkpoint
+from minilm.files.checkpoint import load_checkpoint, save_checkpoint
 from minilm.data import (BPETokenizer, CharTokenizer, load_text, rng_from_state, split,
                          tokenizer_from_dict)
-from minilm.hf import gpt2_tokenizer, load_gpt2
+from minilm.files.hf import gpt2_tokenizer, load_gpt2
 from minilm.models import GPT, GPTConfig, expect_type, type_of_model
-from minilm.memory import check_memory
+from minilm.training.memory import check_memory
 from minilm.nn import inference
 from minilm.nn.attention import keep_attention_weights
 from minilm.nn.loss import CrossEntropyLoss
-from minilm.objectives import CausalLM
+from minilm.training.objectives import CausalLM
 from minilm.optim import AdamW, clip_grad_norm, decay_groups
-from minilm.run_state import (best_loss_on_disk, check_init_from, check_out, dropout_states, fingerprint,
+from minilm.training.run_state import (best_loss_on_disk, check_init_from, check_out, dropout_states, fingerprint,
                               restore_dropout_states, resumed_config, schedule_for)
 
 MODEL_FIELDS = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "pos", "norm", "tie_weights")

@@ -4,7 +4,7 @@
         a checkpoint's attention on a text: one heatmap per head of layer L (default: the last), tokens on
         both axes; the text must fit in block_size tokens of the checkpoint's own tokenizer
 
-    OMP_NUM_THREADS=1 python -m minilm.figures [--out figures] [--max-iters 600]
+    OMP_NUM_THREADS=1 python -m minilm.viz.figures [--out figures] [--max-iters 600]
         regenerates figures/:
 
         positional_encoding.png   the sinusoidal table, 128 positions × 128 channels
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minilm import plots
+from minilm.viz import plots
 from minilm.backend import BACKENDS, use_backend
 from minilm.data import load_text, split
 from minilm.nn.positional import sinusoidal_table
@@ -69,7 +69,7 @@ def positional_encoding(out):
 
 def trained_model(max_iters):
     """(model, tokenizer, history, seconds) of the cpu preset trained ``max_iters`` steps in a temp folder."""
-    from minilm.train import PRESETS, Trainer
+    from minilm.training.trainer import PRESETS, Trainer
 
     with tempfile.TemporaryDirectory(prefix="minilm-figures-") as folder:
         cfg = dataclasses.replace(PRESETS["cpu"], out=str(Path(folder) / "run"), max_iters=max_iters,
@@ -100,13 +100,13 @@ def attention(out, model, tokenizer):
 
 
 def gradcheck(out):
-    """The check's chart, or None (with a note) where minilm.check is not there."""
+    """The check's chart, or None (with a note) where minilm.verify.check is not there."""
     try:
-        check = importlib.import_module("minilm.check")
+        check = importlib.import_module("minilm.verify.check")
     except ModuleNotFoundError as err:
-        if err.name != "minilm.check":
+        if err.name != "minilm.verify.check":
             raise
-        print("minilm.check is not available: gradcheck.png not drawn")
+        print("minilm.verify.check is not available: gradcheck.png not drawn")
         return None
     parser = argparse.ArgumentParser()
     check.add_arguments(parser)
@@ -139,7 +139,7 @@ def _check_index(what, value, count):
 
 
 def run_attention(args):
-    from minilm.loader import load_model  # the model code, only once the command runs
+    from minilm.files.loader import load_model  # the model code, only once the command runs
 
     try:
         plots.require_matplotlib()  # a missing matplotlib is reported before the checkpoint is read
@@ -169,10 +169,10 @@ def run_attention(args):
     return 0
 
 
-# --- python -m minilm.figures ----------------------------------------------------------------------------
+# --- python -m minilm.viz.figures ----------------------------------------------------------------------------
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m minilm.figures", description="Regenerate the README's figures.")
+    parser = argparse.ArgumentParser(prog="python -m minilm.viz.figures", description="Regenerate the README's figures.")
     parser.add_argument("--out", default="figures", help="folder for the PNGs (default: figures)")
     parser.add_argument("--max-iters", type=int, default=600, help="training steps for the loss curve and attention")
     args = parser.parse_args(argv)

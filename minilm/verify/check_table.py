@@ -15,7 +15,7 @@ import textwrap
 import unicodedata
 
 GREEN, RED, YELLOW, RESET = "\033[32m", "\033[31m", "\033[33m", "\033[0m"
-TORCH_MISSING = "torch not installed"  # a row's torch_note when minilm.reference could not import torch
+TORCH_MISSING = "torch not installed"  # a row's torch_note when minilm.verify.reference could not import torch
 NOT_RUN = ("PyTorch comparison NOT RUN: torch is not installed (pip install torch, or pip install '.[test]'); "
            "only finite differences were checked")
 FD_ONLY = "PASS (FD only)"

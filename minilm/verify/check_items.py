@@ -39,7 +39,7 @@ B1, T1, C1, C_OUT = 2, 3, 5, 4  # single layers
 V = 7  # classes of the loss, rows of the embedding table
 CE_H = 1e-4  # the loss is one scalar ~ log V: a larger step keeps its rounding / 2h under 1e-6 of small p_j / N
 GPT_SIZES = dict(vocab_size=11, block_size=9, n_layer=2, n_head=2, n_embd=12)  # C = 12, H = 2, hs = 6, T = 7
-# coordinates differenced per GPT array, stratified (minilm.gradcheck): a multiple of 3 and of H, so each
+# coordinates differenced per GPT array, stratified (minilm.verify.gradcheck): a multiple of 3 and of H, so each
 # third of in_proj_weight gets 4 and each head's rows in it 2, whatever the seed (4 independent draws missed a
 # third one time in five). Measured: 0.5 s, against 0.2 s for 4 and 6 s for all 4032 parameters
 GPT_COORDS = 12

@@ -33,7 +33,7 @@ import safetensors.numpy
 
 from minilm.backend import to_numpy
 from minilm.atomic import fsync_dir, write_file
-from minilm.checkpoint import _swap_in  # the checkpoint's replace-a-folder protocol, reused for --overwrite
+from minilm.files.checkpoint import _swap_in  # the checkpoint's replace-a-folder protocol, reused for --overwrite
 from minilm.data.bpe import BPETokenizer
 from minilm.models.gpt import GPT, GPTConfig
 from minilm.nn.normalization import LayerNorm

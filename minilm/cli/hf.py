@@ -1,4 +1,4 @@
-"""The command-line side of minilm.hf: `minilm import-hf DIR --out CKPT` and `minilm export --ckpt DIR --hf OUT`.
+"""The command-line side of minilm.files.hf: `minilm import-hf DIR --out CKPT` and `minilm export --ckpt DIR --hf OUT`.
 
 Both refuse to replace what OUT already holds unless given --overwrite (checkpoint.refuse_to_replace), and
 check that before reading anything, so a refusal costs nothing and changes nothing.
@@ -10,9 +10,9 @@ import os
 import numpy as np
 
 from minilm.atomic import refuse_to_replace
-from minilm.checkpoint import load_checkpoint, save_checkpoint
+from minilm.files.checkpoint import load_checkpoint, save_checkpoint
 from minilm.data.bpe import BPETokenizer
-from minilm.hf import check_export_path, check_exportable, gpt2_tokenizer, load_gpt2, save_gpt2
+from minilm.files.hf import check_export_path, check_exportable, gpt2_tokenizer, load_gpt2, save_gpt2
 from minilm.models import GPT, GPTConfig, expect_type, type_of_model
 
 OVERWRITE_HELP = "replace an existing checkpoint/folder at OUT"

@@ -10,9 +10,9 @@ Every function returns a ``matplotlib.figure.Figure`` built without pyplot's glo
 script or test that makes hundreds of them leaks nothing, and a notebook shows it, once, when it is the
 cell's value (``display(fig)`` otherwise; pyplot's figures would also be shown a second time).
 ``save_figure`` writes a PNG atomically (a temp file beside it, then a rename).
-matplotlib is imported inside the functions, so ``import minilm.plots`` and the ``minilm`` command work
+matplotlib is imported inside the functions, so ``import minilm.viz.plots`` and the ``minilm`` command work
 without it; drawing without it raises ImportError naming the extra to install.
-The ``minilm attention`` command, which draws a checkpoint's heatmaps, lives in minilm.figures.
+The ``minilm attention`` command, which draws a checkpoint's heatmaps, lives in minilm.viz.figures.
 """
 
 import importlib
@@ -156,7 +156,7 @@ def positional_encoding_heatmap(pe, title=None):
 def loss_curves(history, baseline=None, title=None, baseline_label="bigram baseline"):
     """Figure of the train and val loss against the step; ``baseline`` (e.g. the bigram loss) a dashed line.
 
-    history: a list of {"step", "train", "val"} dicts, as minilm.train.Trainer.train() returns
+    history: a list of {"step", "train", "val"} dicts, as minilm.training.trainer.Trainer.train() returns
     (other keys are ignored, and a missing or None value leaves a gap).
     """
     if not history:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from minilm.backend import BACKENDS, to_numpy
 from minilm.cli import POSITIVE, bounded
-from minilm.train import PRESETS, TrainConfig, Trainer, split_loss
+from minilm.training.trainer import PRESETS, TrainConfig, Trainer, split_loss
 
 CHOICES = {"backend": BACKENDS, "pos": ("learned", "sinusoidal"), "norm": ("pre", "post"), "tokenizer": ("char", "bpe")}
 # field -> (smallest allowed, bound above or None, whether that bound is excluded)
@@ -81,7 +81,7 @@ def run(args):
     print(f"val loss of the final weights on the whole val split, without sampling noise: "
           f"{split_loss(trainer.model, trainer.val_data, cfg, trainer.objective):.4f}")
     if cfg.sample_tokens > 0:
-        from minilm.sample import generate
+        from minilm.training.sampling import generate
 
         ids = generate(trainer.model, trainer.sample_start, cfg.sample_tokens, temperature=SAMPLE_TEMPERATURE,
                        rng=np.random.default_rng(cfg.seed))

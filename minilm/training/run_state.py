@@ -12,7 +12,7 @@ import math
 import os
 
 from minilm.atomic import refuse_to_replace
-from minilm.checkpoint import load_checkpoint
+from minilm.files.checkpoint import load_checkpoint
 from minilm.nn.dropout import Dropout
 from minilm.optim import WarmupCosine
 

@@ -1,4 +1,5 @@
-"""The ``minilm`` command. Each subcommand's options and its ``run`` live beside the library code it drives.
+"""The ``minilm`` command: this dispatcher, and one module per command that is only a command line
+(train.py, sample.py, hf.py); check and attention keep theirs beside the code they drive (verify, viz).
 
     minilm train   [--preset cpu|gpu] [--max-iters N] ...   train a GPT, checkpointing as it goes
     minilm sample  --ckpt DIR --prompt TEXT ...              generate text from a checkpoint
@@ -8,6 +9,9 @@
 Exit codes: 0 success; 1 a check that failed (``minilm check``); 2 bad usage or bad input (an unknown
 option, a number out of range, a missing file, a corrupt checkpoint, a full disk), with one line on stderr
 naming the problem; 130 interrupted. No input ends in a traceback.
+
+May import: every other sub-package (the command line is the top floor); each command's module is imported
+only when the parser is built.
 """
 
 import argparse
@@ -19,12 +23,12 @@ from minilm.backend import backend_name
 
 # command -> (module, function adding its options to a parser, function running it and returning an exit code)
 COMMANDS = {
-    "train": ("minilm.train_cli", "add_arguments", "run"),
-    "sample": ("minilm.sample", "add_arguments", "run"),
-    "check": ("minilm.check", "add_arguments", "run"),
-    "attention": ("minilm.figures", "add_attention_arguments", "run_attention"),
-    "export": ("minilm.hf_cli", "add_export_arguments", "run_export"),
-    "import-hf": ("minilm.hf_cli", "add_import_arguments", "run_import"),
+    "train": ("minilm.cli.train", "add_arguments", "run"),
+    "sample": ("minilm.cli.sample", "add_arguments", "run"),
+    "check": ("minilm.verify.check", "add_arguments", "run"),
+    "attention": ("minilm.viz.figures", "add_attention_arguments", "run_attention"),
+    "export": ("minilm.cli.hf", "add_export_arguments", "run_export"),
+    "import-hf": ("minilm.cli.hf", "add_import_arguments", "run_import"),
 }
 POSITIVE = math.ulp(0.0)  # the smallest float above 0: ``bounded(float, POSITIVE)`` means "> 0"
 
@@ -81,7 +85,7 @@ def main(argv=None):
     except (ValueError, TypeError, OSError, RuntimeError) as err:
         print(f"minilm {args.command}: error: {_describe(err)}", file=sys.stderr)
         return 2
-    except MemoryError as err:  # what the up-front estimates (minilm.memory) do not foresee
+    except MemoryError as err:  # what the up-front estimates (minilm.training.memory) do not foresee
         print(f"minilm {args.command}: error: out of memory ({err or 'no details'}): try smaller sizes",
               file=sys.stderr)
         return 2

@@ -19,7 +19,7 @@ test extra pins Hypothesis, because its derandomized examples change between ver
     HYPOTHESIS_PROFILE=explore python -m pytest tests --hypothesis-seed=N
 runs 1000 random examples per property test under seed N (the audit that set ULPS ran three seeds).
 GRADCHECK[name]: max element-wise relative error of the analytic gradient against float64 central
-differences (minilm.gradcheck).
+differences (minilm.verify.gradcheck).
 """
 
 import numpy as np

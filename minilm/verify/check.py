@@ -2,15 +2,15 @@
 
     minilm check [LAYER ...] [--dtype float64|float32] [--backend NAME] [--seed S] [--json]
 
-One row per item of minilm.check_items.ITEMS (every layer in minilm.nn, attention with and without masks,
+One row per item of minilm.verify.check_items.ITEMS (every layer in minilm.nn, attention with and without masks,
 both transformer blocks, a tiny GPT, several steps of each optimiser), with the formula read from the layer's
 docstring, the shapes checked, two errors and the tolerance each is held to:
 
 FD:     the max element-wise relative error of the analytic gradients (every input and every parameter)
-        against central differences (minilm.gradcheck.check_module). Always in float64: in float32 the
+        against central differences (minilm.verify.gradcheck.check_module). Always in float64: in float32 the
         rounding of f(x ± h), ~1e-7 · |f|, divided by 2h swamps the difference itself, so the check would
         fail correct layers and prove nothing. Held to tolerances.GRADCHECK[smooth | piecewise | model].
-torch:  the output, input gradients and parameter gradients against the PyTorch twin (minilm.reference) in
+torch:  the output, input gradients and parameter gradients against the PyTorch twin (minilm.verify.reference) in
         the requested dtype, as max|ours - torch| / max|torch| per tensor. Held to tolerances.TORCH[dtype]["rtol"],
         with the tests' rounding floor: no tensor's scale is taken below rounding_floor / rtol, so a tensor that
         is zero in exact arithmetic passes when both sides differ by less than tolerances.ULPS ulps of the
@@ -36,11 +36,11 @@ import numpy as np
 from tqdm import tqdm
 
 from minilm.backend import BACKENDS, asarray, backend_name, is_floating, to_numpy, use_backend
-from minilm.check_items import ITEMS, LAYERS, OptimizerCase, formula_of
-from minilm.check_table import NOT_RUN, TORCH_MISSING, counts, format_table
-from minilm.gradcheck import check_module
+from minilm.verify.check_items import ITEMS, LAYERS, OptimizerCase, formula_of
+from minilm.verify.check_table import NOT_RUN, TORCH_MISSING, counts, format_table
+from minilm.verify.gradcheck import check_module
 from minilm.nn.module import Parameter
-from minilm.tolerances import GRADCHECK, TORCH, largest_magnitude, rounding_floor
+from minilm.verify.tolerances import GRADCHECK, TORCH, largest_magnitude, rounding_floor
 
 DTYPES = ("float64", "float32")
 PIPE_WIDTH = 100  # a table written to a file or a pipe fits a 100-column terminal or editor when read later
@@ -117,7 +117,7 @@ def _optimizer_pairs(case, dtype, seed, reference):
         after.append([to_numpy(p.data).copy() for p in ours])
     if reference is None:
         return None
-    torch = reference.torch  # torch is only ever imported by minilm.reference
+    torch = reference.torch  # torch is only ever imported by minilm.verify.reference
     theirs = [reference.to_torch(a, requires_grad=True) for a in start]
     twin = getattr(torch.optim, case.torch_name)(theirs, **case.hyper)
     pairs = {}
@@ -173,9 +173,9 @@ def check_item(item, dtype, seed, reference):
 # --- the command ------------------------------------------------------------------------------------------
 
 def _load_reference():
-    """minilm.reference, or None when torch is not installed (any other import error is a bug to show)."""
+    """minilm.verify.reference, or None when torch is not installed (any other import error is a bug to show)."""
     try:
-        return importlib.import_module("minilm.reference")
+        return importlib.import_module("minilm.verify.reference")
     except ImportError as err:
         if (err.name or "").split(".")[0] != "torch":
             raise
