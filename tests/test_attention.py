@@ -664,3 +664,14 @@ def test_backward_after_a_cached_forward_is_refused():
     layer(randn(np.random.default_rng(0), 1, 2, C), cache=LayerKV(4))
     with pytest.raises(RuntimeError, match="a cached forward is for inference and keeps nothing"):
         layer.backward(randn(np.random.default_rng(1), 1, 2, C))
+
+
+@pytest.mark.parametrize("bias", [-200.0, 100.0])
+def test_a_large_constant_additive_bias_per_row_changes_nothing(bias):
+    """softmax is shift-invariant per row: a float32 bias of -200 on every key of a row must not underflow it to
+    the fully masked zero row, nor +100 overflow it to NaN (the one-shift shortcut is for 0/-inf masks only)."""
+    rng = np.random.default_rng(9)
+    q, k, v = (randn(rng, 1, 2, 3, 4, dtype=np.float32) for _ in range(3))
+    plain, _ = scaled_dot_product_attention(q, k, v)
+    biased, _ = scaled_dot_product_attention(q, k, v, asarray(np.full((3, 3), bias, np.float32)))
+    np.testing.assert_allclose(to_numpy(biased), to_numpy(plain), rtol=1e-5, atol=1e-6)

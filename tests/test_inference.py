@@ -57,3 +57,20 @@ def test_sampling_runs_under_it():
     model = GPT(CONFIG, rng=0)
     ids = generate(model, np.zeros((1, 1), np.int64), 5, rng=0)
     assert ids.shape == (1, 6) and kept_arrays(model) == [] and model.training
+
+
+def test_attention_weights_are_kept_under_it_only_when_asked_for():
+    model = GPT(CONFIG, rng=0).eval()
+    ids = np.zeros((1, 5), np.int64)
+    with inference():
+        model(ids)
+    assert all(block.attn.attention_weights is None for block in model.h)  # L (B, H, T, T) arrays let go
+    model.h[0].attn.need_weights = True
+    with inference():
+        model(ids)
+    assert model.h[0].attn.attention_weights.shape == (1, 2, 5, 5) and model.h[1].attn.attention_weights is None
+
+
+def test_hasattr_is_false_for_a_cache_that_was_not_kept():
+    layer = Linear(3, 2, rng=0)
+    assert not hasattr(layer, "x") and getattr(layer, "x", None) is None

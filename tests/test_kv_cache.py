@@ -49,3 +49,12 @@ def test_another_batch_size_mid_sequence_names_both_sizes():
         model.forward_cached(asarray(tokens(2, 2, 1)), cache)
     assert cache.length == 7  # the refused batch left the cache as it was
     assert all(layer.keys.shape == (1, TINY.n_head, 7, HS) for layer in cache.layers)
+
+
+def test_another_dtype_mid_sequence_is_refused_not_cast():
+    from minilm.nn.kv_cache import LayerKV
+
+    layer = LayerKV(6)
+    layer.append(np.zeros((1, 2, 2, 3), np.float32), np.zeros((1, 2, 2, 3), np.float32))
+    with pytest.raises(ValueError, match="holds float32 keys for 2 positions, got float64"):
+        layer.append(np.zeros((1, 2, 1, 3)), np.zeros((1, 2, 1, 3)))

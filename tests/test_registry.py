@@ -85,3 +85,13 @@ def test_the_causal_objective_shifts_targets_by_one():
     np.testing.assert_array_equal(y, x + 1)  # data[i] = i: the next token is one more
     seen = [targets for _, targets in CausalLM().every_batch(data, 4, 7)]
     np.testing.assert_array_equal(np.concatenate(seen).ravel(), np.arange(1, 99))  # each target once, in order
+
+
+def test_the_command_line_names_its_model_family_and_objective(tmp_path, capsys):
+    argv = ["train", "--model", "gpt", "--objective", "clm", "--out", str(tmp_path), "--max-iters", "0",
+            "--block-size", "8", "--n-layer", "1", "--n-head", "2", "--n-embd", "8", "--sample-tokens", "0",
+            "--eval-iters", "1"]
+    assert main(argv) == 0
+    with pytest.raises(SystemExit):
+        main(["train", "--model", "bert"])  # not a registered family (yet): argparse names the choices
+    assert "invalid choice: 'bert'" in capsys.readouterr().err

@@ -139,3 +139,12 @@ def test_a_stop_at_any_point_of_the_save_sequence_loses_nothing(tmp_path, monkey
             for key, array in want.model_state.items():
                 np.testing.assert_allclose(got.model_state[key], array, rtol=1e-6, atol=1e-7,
                                            err_msg=f"stop {k}: {name} {key}")
+
+
+@pytest.mark.parametrize("remove", ["train_state.json", "optimizer.safetensors"])
+def test_a_checkpoint_missing_what_a_resume_needs_is_named(tmp_path, remove):
+    Trainer(tiny(tmp_path, max_iters=2, eval_interval=2), log=quiet).train()
+    for name in (remove, "manifest.json"):  # as after editing the folder by hand
+        (tmp_path / "latest" / name).unlink()
+    with pytest.raises(ValueError, match=f"cannot resume a run: it has no {remove}"):
+        Trainer(tiny(tmp_path, max_iters=4, resume=True), log=quiet)

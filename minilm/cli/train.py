@@ -16,6 +16,8 @@ from tqdm import tqdm
 
 from minilm.backend import BACKENDS, to_numpy
 from minilm.cli import POSITIVE, bounded
+from minilm.models import MODELS
+from minilm.training.objectives import OBJECTIVES
 from minilm.training.trainer import PRESETS, TrainConfig, Trainer, split_loss
 
 CHOICES = {"backend": BACKENDS, "pos": ("learned", "sinusoidal"), "norm": ("pre", "post"), "tokenizer": ("char", "bpe")}
@@ -45,6 +47,10 @@ def add_arguments(parser):
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="starting configuration: cpu (nanoGPT's low-budget Shakespeare run, the defaults shown "
                              "here) or gpu (nanoGPT's train_shakespeare_char); every option below overrides it")
+    parser.add_argument("--model", choices=sorted(MODELS), default="gpt",
+                        help="the model family (its registry name; the encoder and the others come with their issues)")
+    parser.add_argument("--objective", choices=sorted(OBJECTIVES), default="clm",
+                        help="what the model learns to predict: clm, the next token (causal language modelling)")
     descriptions, cpu, gpu = _field_help(TrainConfig), PRESETS["cpu"], PRESETS["gpu"]
     for field in dataclasses.fields(TrainConfig):
         name = field.name
@@ -74,7 +80,11 @@ def config_from_args(args):
 
 def run(args):
     cfg, given = config_from_args(args)
-    trainer = Trainer(cfg, log=tqdm.write, given=given)
+    objective = OBJECTIVES[args.objective]()
+    if args.model not in objective.model_types:
+        raise ValueError(f"--objective {objective.name} trains a model of type {' or '.join(objective.model_types)}, "
+                         f"not --model {args.model}")
+    trainer = Trainer(cfg, log=tqdm.write, given=given, objective=objective)
     trainer.train()
     cfg, out = trainer.cfg, trainer.out
     print(f"best val loss {trainer.best_val:.4f}; checkpoints in {out}/latest and {out}/best")

@@ -99,7 +99,8 @@ class GPT(Module):
         self.config = cfg = config
         self._embeddings = Embeddings(cfg.vocab_size, cfg.n_embd, cfg.block_size, pos=cfg.pos, dropout=cfg.dropout,
                                       rng=rng)
-        # GPT-2's names: the embeddings' token table, position table and dropout are the GPT's own wte, wpe, drop
+        # GPT-2's names: the embeddings' token table, position table and dropout are the GPT's own wte, wpe, drop.
+        # _embeddings is private, so not a child: train()/eval() reach its dropout as self.drop, its only mode
         self.wte, self.wpe, self.drop = self._embeddings.wte, self._embeddings.wpe, self._embeddings.drop
         self.h = [TransformerBlock(**block_settings(cfg), rng=rng) for _ in range(cfg.n_layer)]
         self.ln_f = LayerNorm(cfg.n_embd, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else None
@@ -119,8 +120,7 @@ class GPT(Module):
                 param.data = xp.zeros_like(param.data)
 
     def forward(self, idx):
-        if not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 2:
-            raise ValueError(f"GPT expects token ids of shape (B, T) and integer dtype, got {idx.shape} {idx.dtype}")
+        _check_ids(idx)
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
@@ -142,8 +142,7 @@ class GPT(Module):
         Equals ``forward`` on the whole sequence, position for position (minilm.nn.kv_cache), in eval mode:
         the dropouts are skipped, so a training-mode model with dropout is refused. No backward.
         """
-        if not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 2:
-            raise ValueError(f"GPT expects token ids of shape (B, T) and integer dtype, got {idx.shape} {idx.dtype}")
+        _check_ids(idx)
         if self.training and self.config.dropout > 0:
             raise RuntimeError("forward_cached is for inference and applies no dropout; call model.eval() first")
         if len(cache.layers) != len(self.h):
@@ -167,3 +166,8 @@ class GPT(Module):
         for block in reversed(self.h):
             dx = block.backward(dx)
         return self._embeddings.backward(dx)  # None: token ids have no gradient
+
+
+def _check_ids(idx):
+    if not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 2:
+        raise ValueError(f"GPT expects token ids of shape (B, T) and integer dtype, got {idx.shape} {idx.dtype}")

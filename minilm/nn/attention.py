@@ -43,7 +43,7 @@ from minilm.backend import is_floating, xp
 from minilm.nn.dropout import Dropout
 from minilm.nn.linear import Linear
 from minilm.nn.masks import attention_mask
-from minilm.nn.module import Module, Parameter, host_rng, init_uniform
+from minilm.nn.module import Module, Parameter, host_rng, in_inference, init_uniform
 from minilm.nn.sdpa import (  # noqa: F401  (re-exported: the public import path of these names)
     AttentionCache,
     ScaledDotProductAttention,
@@ -83,7 +83,8 @@ class MultiHeadAttention(Module):
     keep_weights: False recomputes A in backward instead of keeping it, and ``.attention_weights`` is None.
     """
 
-    kept = ("x", "memory", "cache")  # what backward reads; dropped under inference() (attention_weights stays)
+    kept = ("x", "memory", "cache")  # what backward reads; dropped under inference()
+    need_weights = False  # keep .attention_weights under inference() too (the heatmaps set it; torch's name)
 
     def __init__(self, d_model, n_heads, bias=True, causal=False, dropout=0.0, rng=None, keep_weights=True):
         if n_heads < 1 or d_model < 1:
@@ -127,7 +128,9 @@ class MultiHeadAttention(Module):
                               attn_mask=attn_mask)  # (B or 1, 1 or H, T, Tk), or None
         y, attention = scaled_dot_product_attention(q, k, v, mask, dropout=self.attn_dropout,
                                                     keep_weights=self.keep_weights)  # (B, H, T, hs)
-        self.attention_weights = attention.A  # (B, H, T, Tk) before dropout, for the heatmaps; or None
+        # (B, H, T, Tk) before dropout, for the heatmaps; or None. Under inference() only when asked for: there
+        # nothing else holds A, and L layers of (B, H, T, T) would be the largest thing the forward keeps
+        self.attention_weights = attention.A if self.need_weights or not in_inference() else None
         # a cached forward keeps nothing: its k and v are views of buffers the next step writes into
         self.x, self.memory, self.cache = (x, memory, attention) if cache is None else (None, None, None)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, C) the heads side by side again

@@ -57,6 +57,9 @@ class LayerKV:
             raise ValueError(f"the cache holds (B, H, hs) = {held} for {self.length} positions of batch size "
                              f"{held[0]}, got keys of shape {tuple(k_new.shape)} (batch size {B}); "
                              "reset the cache to start a new batch")
+        elif self.k.dtype != k_new.dtype:  # assigning would cast them silently, mid-sequence
+            raise ValueError(f"the cache holds {self.k.dtype} keys for {self.length} positions, got {k_new.dtype}; "
+                             "reset the cache to change dtype")
         end = self.length + T_new
         if end > self.capacity:
             raise ValueError(f"sequence length {end} exceeds the cache's capacity {self.capacity}")

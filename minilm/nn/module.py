@@ -61,6 +61,15 @@ def inference():
         _inference["on"] = before
 
 
+def in_inference():
+    """True inside ``with inference():``."""
+    return _inference["on"]
+
+
+class NotKeptError(RuntimeError, AttributeError):
+    """A backward reached for a cache its forward did not keep. An AttributeError too, so hasattr() stays False."""
+
+
 class Module:
     """Base class: parameter bookkeeping, train/eval, dtype casts. Subclasses write forward and backward."""
 
@@ -82,7 +91,7 @@ class Module:
 
     def __getattr__(self, name):  # only reached when the attribute is missing
         if name in type(self).kept:
-            raise RuntimeError(f"{type(self).__name__}.backward needs {name!r}, which its last forward did not "
+            raise NotKeptError(f"{type(self).__name__}.backward needs {name!r}, which its last forward did not "
                                f"keep: it ran under minilm.nn.inference() (or never ran); run forward outside it")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 

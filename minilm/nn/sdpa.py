@@ -48,7 +48,7 @@ ref:      Vaswani et al. 2017, §3.2.1; torch.nn.functional.scaled_dot_product_a
 import math
 from collections import namedtuple
 
-from minilm.backend import asarray, is_floating, softmax_shift
+from minilm.backend import asarray, is_floating, softmax_shift, xp
 from minilm.nn.masks import attention_mask
 from minilm.nn.module import Module
 from minilm.nn.softmax import softmax_backward, softmax_in_place
@@ -64,6 +64,8 @@ def attention_weights(q, k, mask, scale):
     S = q @ k.swapaxes(-1, -2)  # (..., Tq, Tk)
     S *= scale
     shift = softmax_shift(S)  # taken before the mask, whose -inf would hide the smallest score
+    if shift is not None and mask is not None and bool(xp.any(xp.isfinite(mask) & (mask != 0))):
+        shift = None  # an additive bias (not only 0 and -inf) moves rows apart: each row takes its own max
     if mask is not None:
         S += mask  # -inf on masked pairs; S is a fresh array, so in place is safe
     return softmax_in_place(S, axis=-1, shift=shift)  # (..., Tq, Tk) in S's memory; all-(-inf) rows give zeros

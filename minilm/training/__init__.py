@@ -5,5 +5,5 @@ trainer.py     TrainConfig, the presets and the Trainer: schedule, clipping, Ada
 run_state.py   what a resume keeps and may change; memory.py  will the run fit, before it starts
 sampling.py    temperature, top-k and top-p sampling over a key/value cache
 
-May import: minilm.backend, minilm.nn, minilm.models, minilm.optim, minilm.data, minilm.files.
+May import: minilm.backend, minilm.atomic, minilm.nn, minilm.models, minilm.optim, minilm.data, minilm.files.
 """

@@ -2,8 +2,8 @@
 
     for it in range(start, max_iters):
         lr = schedule(it)                                  linear warmup, then cosine down to min_lr
-        x, y = get_batch(train, B, T, rng)                 random windows of T + 1 tokens; y is x shifted by one
-        loss = CE(model(x), y)
+        inputs, y = objective.batch(train, B, T, rng)      causal LM: random windows of T + 1 tokens, y = x shifted
+        loss = CE(model(*inputs), y)
         model.zero_grad(); model.backward(CE.backward())   every gradient by hand
         clip_grad_norm(params, grad_clip); optimizer.step()
         every eval_interval steps: estimate train and val loss, save OUT/best (when val improves), then OUT/latest
@@ -172,6 +172,7 @@ class Trainer:
         elif cfg.init_from:  # fine-tune GPT-2: its weights, its tokenizer
             dropout = cfg.dropout if "dropout" in given else None  # left out: the folder's own dropout
             self.model = load_gpt2(cfg.init_from, rng=cfg.seed, dropout=dropout).train()
+            check_memory(self.model.config, cfg.batch_size, cfg.block_size, not cfg.recompute_attention)
             self.tokenizer = gpt2_tokenizer(cfg.init_from)
             if self.tokenizer is None:
                 raise FileNotFoundError(f"{cfg.init_from} has no vocab.json + merges.txt: fine-tuning needs its tokenizer")
@@ -207,6 +208,14 @@ class Trainer:
         return load_checkpoint(latest)
 
     def _restore(self, ckpt):
+        state = ckpt.train_state or {}
+        missing = [what for what, present in (("optimizer.safetensors", ckpt.optimizer_state is not None),
+                                              ("train_state.json", bool(state))) if not present]
+        missing += [f"train_state.json's {key!r}" for key in ("step", "best_val_loss", "history", "rng", "eval_rng")
+                    if state and key not in state]
+        if missing:
+            raise ValueError(f"{ckpt.path} cannot resume a run: it has no {', no '.join(missing)} (a checkpoint "
+                             f"written by import-hf, or edited by hand?)")
         self.model.load_state_dict(ckpt.model_state)
         self.optimizer.load_state_dict(*ckpt.optimizer_state)
         state = ckpt.train_state

@@ -71,17 +71,17 @@ def attention_weights(model, ids):
         ids = ids[None, :]  # (1, T)
     was_training = model.training
     layers = [m for _, m in model.named_modules() if isinstance(m, MultiHeadAttention)]
-    kept = [layer.keep_weights for layer in layers]  # the memory switch, set per layer
+    settings = [(layer.keep_weights, layer.need_weights) for layer in layers]  # set per layer: restored below
     model.eval()
     try:
         for layer in layers:
-            layer.keep_weights = True  # these weights are the point of this forward
+            layer.keep_weights = layer.need_weights = True  # these weights are the point of this forward
         with inference():  # and nothing else: no backward follows
             model(asarray(ids))
     finally:
         model.train(was_training)
-        for layer, keep in zip(layers, kept):
-            layer.keep_weights = keep
+        for layer, (keep, need) in zip(layers, settings):
+            layer.keep_weights, layer.need_weights = keep, need
     return [to_numpy(block.attn.attention_weights) for block in model.h]  # L arrays (B, H, T, T)
 
 
