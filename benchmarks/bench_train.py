@@ -26,17 +26,17 @@ import time
 import numpy as np
 
 
-def run_minilm(cfg):
+def run_minilm(cfg, shape):
     from minilm.training.trainer import Trainer, split_loss
 
-    trainer = Trainer(cfg, log=lambda *_: None)
+    trainer = Trainer(cfg, shape, log=lambda *_: None)
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
     return trainer.history, seconds, split_loss(trainer.model, trainer.val_data, cfg)
 
 
-def run_torch(cfg):
+def run_torch(cfg, shape):
     import torch
 
     from minilm.verify import reference
@@ -48,7 +48,7 @@ def run_torch(cfg):
     torch.manual_seed(cfg.seed)
     tokenizer = CharTokenizer.from_text(load_text(cfg.data))
     train_data, val_data = split(tokenizer.encode(load_text(cfg.data)))
-    model = reference.twin(GPT(model_config(cfg, tokenizer.vocab_size), rng=cfg.seed))
+    model = reference.twin(GPT(model_config(shape, cfg, tokenizer.vocab_size), rng=cfg.seed))
     params = [p for p in model.parameters()]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
@@ -97,12 +97,13 @@ def run_torch(cfg):
 def one_side(args):
     from minilm.training.trainer import PRESETS
 
-    cfg = dataclasses.replace(PRESETS[args.preset], backend=args.backend, out=args.out, sample_tokens=0,
+    shape = PRESETS[args.preset].model
+    cfg = dataclasses.replace(PRESETS[args.preset].train, backend=args.backend, out=args.out, sample_tokens=0,
                               **({"seed": args.seed} if args.seed is not None else {}),
                               **({"max_iters": args.max_iters} if args.max_iters else {}))
     if args.max_iters:
         cfg = dataclasses.replace(cfg, eval_interval=min(cfg.eval_interval, args.max_iters))
-    history, seconds, whole = (run_minilm if args.side == "minilm" else run_torch)(cfg)
+    history, seconds, whole = (run_minilm if args.side == "minilm" else run_torch)(cfg, shape)
     steps = cfg.max_iters
     print(json.dumps({"side": args.side, "seed": cfg.seed, "val": history[-1]["val"], "whole_val": whole,
                       "train": history[-1]["train"],

@@ -16,7 +16,7 @@ from minilm.files.checkpoint import load_checkpoint
 from minilm.models import GPT, GPTConfig
 from minilm.nn.loss import CrossEntropyLoss
 from minilm.verify.tolerances import TORCH
-from minilm.training.trainer import TrainConfig, Trainer, dropout_states
+from minilm.training.trainer import MODEL_OPTIONS, PRESETS, TrainConfig, Trainer, dropout_states
 
 TINY = dict(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)
 VARIANTS = [dict(), dict(norm="post"), dict(pos="sinusoidal", tie_weights=False), dict(bias=True)]
@@ -67,9 +67,12 @@ def test_logits_loss_and_every_gradient_agree(variant, dtype):
 
 
 def tiny_run(tmp_path, name, **changes):
-    fields = dict(block_size=16, n_layer=1, n_head=2, n_embd=12, batch_size=4, eval_iters=2, warmup_iters=2,
-                  eval_interval=2, sample_tokens=0, seed=7, lr_decay_iters=6)
-    return dataclasses.replace(TrainConfig(), out=str(tmp_path / name), **{**fields, **changes})
+    """(TrainConfig, GPTConfig) of a tiny run, each change to the dataclass that holds it."""
+    fields = {**dict(block_size=16, n_layer=1, n_head=2, n_embd=12, batch_size=4, eval_iters=2, warmup_iters=2,
+                     eval_interval=2, sample_tokens=0, seed=7, lr_decay_iters=6), **changes}
+    model = dataclasses.replace(PRESETS["cpu"].model, **{k: v for k, v in fields.items() if k in MODEL_OPTIONS})
+    run = {k: v for k, v in fields.items() if k not in MODEL_OPTIONS}
+    return dataclasses.replace(TrainConfig(), out=str(tmp_path / name), **run), model
 
 
 def weights(model):
@@ -78,17 +81,17 @@ def weights(model):
 
 def test_a_few_training_steps_end_with_the_same_weights(tmp_path):
     """Same seed, batches, schedule, clipping and AdamW: the backends' weights stay together."""
-    cpu = Trainer(tiny_run(tmp_path, "cpu", backend=CPU, max_iters=4), log=lambda *_: None)
+    cpu = Trainer(*tiny_run(tmp_path, "cpu", backend=CPU, max_iters=4), log=lambda *_: None)
     cpu.train()
-    gpu = Trainer(tiny_run(tmp_path, "gpu", backend=GPU, max_iters=4), log=lambda *_: None)
+    gpu = Trainer(*tiny_run(tmp_path, "gpu", backend=GPU, max_iters=4), log=lambda *_: None)
     gpu.train()
     assert_same(weights(cpu.model), weights(gpu.model), *TOLERANCES["float32"], what="after 4 AdamW steps")
 
 
 def test_a_cpu_checkpoint_with_dropout_resumes_on_the_gpu(tmp_path):
     """The dropout random state is saved from the host and restored on the GPU, and the run carries on."""
-    Trainer(tiny_run(tmp_path, "run", backend=CPU, max_iters=2, dropout=0.1), log=lambda *_: None).train()
-    resumed = Trainer(tiny_run(tmp_path, "run", backend=GPU, max_iters=4, dropout=0.1, resume=True),
+    Trainer(*tiny_run(tmp_path, "run", backend=CPU, max_iters=2, dropout=0.1), log=lambda *_: None).train()
+    resumed = Trainer(*tiny_run(tmp_path, "run", backend=GPU, max_iters=4, dropout=0.1, resume=True),
                       log=lambda *_: None)
     saved = load_checkpoint(tmp_path / "run" / "latest").train_state["dropout_rngs"]
     assert resumed.step == 2 and saved and dropout_states(resumed.model) == saved
@@ -100,9 +103,9 @@ def test_resume_on_the_gpu_with_dropout_ends_where_an_uninterrupted_run_does(tmp
     """Dropout's masks come from the host Generator's state, which the checkpoint restores; the embedding's
     atomic scatter-add can change the last bits of a sum, hence float32's tolerance rather than equality."""
     same = dict(backend=GPU, dropout=0.1)
-    straight = Trainer(tiny_run(tmp_path, "a", max_iters=6, **same), log=lambda *_: None)
+    straight = Trainer(*tiny_run(tmp_path, "a", max_iters=6, **same), log=lambda *_: None)
     straight.train()
-    Trainer(tiny_run(tmp_path, "b", max_iters=4, **same), log=lambda *_: None).train()
-    resumed = Trainer(tiny_run(tmp_path, "b", max_iters=6, resume=True, **same), log=lambda *_: None)
+    Trainer(*tiny_run(tmp_path, "b", max_iters=4, **same), log=lambda *_: None).train()
+    resumed = Trainer(*tiny_run(tmp_path, "b", max_iters=6, resume=True, **same), log=lambda *_: None)
     resumed.train()
     assert_same(weights(straight.model), weights(resumed.model), *TOLERANCES["float32"], what="resumed")

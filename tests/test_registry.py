@@ -43,9 +43,9 @@ def save(folder, model_type=None, model=None):
 
 
 def test_training_writes_the_model_type(tmp_path):
-    cfg = dataclasses.replace(TrainConfig(), out=str(tmp_path), block_size=8, n_layer=1, n_head=2, n_embd=8,
-                              batch_size=2, eval_iters=1, max_iters=0, sample_tokens=0)
-    Trainer(cfg, log=lambda *_: None).train()
+    cfg = dataclasses.replace(TrainConfig(), out=str(tmp_path), block_size=8, batch_size=2, eval_iters=1,
+                              max_iters=0, sample_tokens=0)
+    Trainer(cfg, GPTConfig(n_layer=1, n_head=2, n_embd=8), log=lambda *_: None).train()
     assert json.loads((tmp_path / "latest" / "config.json").read_text())["model_type"] == "gpt"
 
 

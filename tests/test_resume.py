@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from minilm.files.checkpoint import load_checkpoint
-from minilm.training.trainer import TrainConfig, Trainer
+from minilm.training.trainer import MODEL_OPTIONS, PRESETS, TrainConfig, Trainer
 
 TINY = dict(block_size=16, n_layer=1, n_head=2, n_embd=12, batch_size=4, eval_iters=2, warmup_iters=2,
             sample_tokens=0, seed=7)
@@ -15,7 +15,11 @@ COMMAND_LINE = {"out", "resume", "max_iters"}  # what `minilm train --out OUT --
 
 
 def tiny(out, **changes):
-    return dataclasses.replace(TrainConfig(), out=str(out), **{**TINY, **changes})
+    """(TrainConfig, GPTConfig) of a tiny run: TINY with ``changes``, each to the dataclass that holds it."""
+    fields = {**TINY, **changes}
+    model = dataclasses.replace(PRESETS["cpu"].model, **{k: v for k, v in fields.items() if k in MODEL_OPTIONS})
+    run = {k: v for k, v in fields.items() if k not in MODEL_OPTIONS}
+    return dataclasses.replace(TrainConfig(), out=str(out), **run), model
 
 
 def quiet(*_):
@@ -27,13 +31,13 @@ def files(folder):
 
 
 def test_a_new_run_refuses_an_out_that_holds_only_best_and_overwrite_replaces_it(tmp_path):
-    Trainer(tiny(tmp_path, max_iters=2, eval_interval=2), log=quiet).train()
+    Trainer(*tiny(tmp_path, max_iters=2, eval_interval=2), log=quiet).train()
     shutil.rmtree(tmp_path / "latest")
     before = files(tmp_path / "best")
     with pytest.raises(FileExistsError, match=r"best already holds a checkpoint: pass --resume .* --overwrite"):
-        Trainer(tiny(tmp_path, max_iters=2, eval_interval=2, seed=8), log=quiet)
+        Trainer(*tiny(tmp_path, max_iters=2, eval_interval=2, seed=8), log=quiet)
     assert files(tmp_path / "best") == before
-    Trainer(tiny(tmp_path, max_iters=2, eval_interval=2, seed=8, overwrite=True), log=quiet).train()
+    Trainer(*tiny(tmp_path, max_iters=2, eval_interval=2, seed=8, overwrite=True), log=quiet).train()
     assert files(tmp_path / "best") != before and (tmp_path / "latest").is_dir()
 
 
@@ -41,7 +45,7 @@ def test_resume_takes_the_model_and_the_data_from_the_checkpoint(tmp_path, monke
     """The README's `minilm train --out out/mine --resume` after a run with --n-layer 2 --data my.txt."""
     data = tmp_path / "my.txt"
     data.write_text("to be or not to be, that is the question\n" * 100)
-    Trainer(tiny(tmp_path / "out", data=str(data), n_layer=2, max_iters=2, eval_interval=2), log=quiet).train()
+    Trainer(*tiny(tmp_path / "out", data=str(data), n_layer=2, max_iters=2, eval_interval=2), log=quiet).train()
     monkeypatch.chdir(tmp_path / "out")  # the data file is found by its recorded absolute path
     resumed = Trainer(TrainConfig(out=str(tmp_path / "out"), resume=True, max_iters=4), log=quiet,
                       given=COMMAND_LINE)
@@ -56,21 +60,21 @@ def test_resume_takes_the_model_and_the_data_from_the_checkpoint(tmp_path, monke
 ])
 def test_resume_refuses_a_changed_setting_by_name(tmp_path, option, value, named):
     (tmp_path / "other.txt").write_text("something else entirely\n" * 100)
-    Trainer(tiny(tmp_path / "out", max_iters=2, eval_interval=2), log=quiet).train()
+    Trainer(*tiny(tmp_path / "out", max_iters=2, eval_interval=2), log=quiet).train()
     if option == "data":
         value = str(tmp_path / value)
-    cfg = tiny(tmp_path / "out", max_iters=4, resume=True, **{option: value})
+    cfg, model = tiny(tmp_path / "out", max_iters=4, resume=True, **{option: value})
     with pytest.raises(ValueError, match=f"{named} \\(the checkpoint has"):
-        Trainer(cfg, log=quiet, given=COMMAND_LINE | {option})
+        Trainer(cfg, model, log=quiet, given=COMMAND_LINE | {option})
 
 
 def test_resume_refuses_data_whose_text_changed(tmp_path):
     data = tmp_path / "my.txt"
     data.write_text("abcdefgh\n" * 300)
-    Trainer(tiny(tmp_path / "out", data=str(data), max_iters=2, eval_interval=2), log=quiet).train()
+    Trainer(*tiny(tmp_path / "out", data=str(data), max_iters=2, eval_interval=2), log=quiet).train()
     data.write_text("abcdefgh\n" * 299 + "hgfedcba\n")
     with pytest.raises(ValueError, match="has changed since"):
-        Trainer(tiny(tmp_path / "out", max_iters=4, resume=True), log=quiet, given=COMMAND_LINE)
+        Trainer(*tiny(tmp_path / "out", max_iters=4, resume=True), log=quiet, given=COMMAND_LINE)
 
 
 def lrs(trainer):
@@ -79,13 +83,13 @@ def lrs(trainer):
 
 def test_raising_max_iters_on_resume_keeps_the_recorded_schedule(tmp_path):
     """Extending an 8-step run to 16 steps must not move the learning rate back up the cosine."""
-    Trainer(tiny(tmp_path, max_iters=8, eval_interval=4), log=quiet).train()
+    Trainer(*tiny(tmp_path, max_iters=8, eval_interval=4), log=quiet).train()
     said = []
-    resumed = Trainer(tiny(tmp_path, max_iters=16, resume=True), log=said.append, given=COMMAND_LINE)
+    resumed = Trainer(*tiny(tmp_path, max_iters=16, resume=True), log=said.append, given=COMMAND_LINE)
     assert resumed.schedule.lr_decay_iters == 8
     assert lrs(resumed)[8:] == [TrainConfig().min_lr] * 8  # before: the cosine restarted at 5.7 times min_lr
     assert any("keeping the learning-rate schedule" in line for line in said)
-    stretched = Trainer(tiny(tmp_path, max_iters=16, lr_decay_iters=16, resume=True), log=said.append,
+    stretched = Trainer(*tiny(tmp_path, max_iters=16, lr_decay_iters=16, resume=True), log=said.append,
                         given=COMMAND_LINE | {"lr_decay_iters"})
     assert stretched.schedule.lr_decay_iters == 16 and "changes as asked" in said[-2]
 
@@ -111,7 +115,7 @@ def run(out, monkeypatch, stop_at=None, **changes):
 
     monkeypatch.setattr(train, "save_checkpoint", stopping)
     try:
-        Trainer(tiny(out, max_iters=6, eval_interval=2, lr=1e-2, **changes), log=quiet).train()
+        Trainer(*tiny(out, max_iters=6, eval_interval=2, lr=1e-2, **changes), log=quiet).train()
     except Stop:
         pass
     finally:
@@ -143,8 +147,8 @@ def test_a_stop_at_any_point_of_the_save_sequence_loses_nothing(tmp_path, monkey
 
 @pytest.mark.parametrize("remove", ["train_state.json", "optimizer.safetensors"])
 def test_a_checkpoint_missing_what_a_resume_needs_is_named(tmp_path, remove):
-    Trainer(tiny(tmp_path, max_iters=2, eval_interval=2), log=quiet).train()
+    Trainer(*tiny(tmp_path, max_iters=2, eval_interval=2), log=quiet).train()
     for name in (remove, "manifest.json"):  # as after editing the folder by hand
         (tmp_path / "latest" / name).unlink()
     with pytest.raises(ValueError, match=f"cannot resume a run: it has no {remove}"):
-        Trainer(tiny(tmp_path, max_iters=4, resume=True), log=quiet)
+        Trainer(*tiny(tmp_path, max_iters=4, resume=True), log=quiet)

@@ -14,7 +14,7 @@ import transformers
 
 from minilm import to_numpy
 from minilm.files.checkpoint import load_checkpoint
-from minilm.training.trainer import PRESETS, TrainConfig, Trainer
+from minilm.training.trainer import MODEL_OPTIONS, PRESETS, TrainConfig, Trainer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # a model small enough that a test run takes a second; every size different
@@ -23,7 +23,11 @@ TINY = dict(block_size=16, n_layer=1, n_head=2, n_embd=12, batch_size=4, eval_it
 
 
 def tiny(tmp_path, **changes):
-    return dataclasses.replace(TrainConfig(), out=str(tmp_path / "out"), **{**TINY, **changes})
+    """(TrainConfig, GPTConfig) of a tiny run: TINY with ``changes``, each to the dataclass that holds it."""
+    fields = {**TINY, **changes}
+    model = dataclasses.replace(PRESETS["cpu"].model, **{k: v for k, v in fields.items() if k in MODEL_OPTIONS})
+    run = {k: v for k, v in fields.items() if k not in MODEL_OPTIONS}
+    return dataclasses.replace(TrainConfig(), out=str(tmp_path / "out"), **run), model
 
 
 def quiet(*_):
@@ -35,16 +39,17 @@ def weights(model):
 
 
 def test_presets_follow_nanogpt():
-    cpu, gpu = PRESETS["cpu"], PRESETS["gpu"]
-    assert (cpu.block_size, cpu.batch_size, cpu.n_layer, cpu.n_head, cpu.n_embd, cpu.dropout) == (64, 12, 4, 4, 128, 0.0)
+    (cpu, cpu_model), (gpu, gpu_model) = ((p.train, p.model) for p in (PRESETS["cpu"], PRESETS["gpu"]))
+    assert (cpu.block_size, cpu.batch_size, cpu_model.n_layer, cpu_model.n_head, cpu_model.n_embd,
+            cpu_model.dropout) == (64, 12, 4, 4, 128, 0.0)
     assert (cpu.lr, cpu.beta2, cpu.weight_decay, cpu.grad_clip, cpu.warmup_iters, cpu.min_lr, cpu.max_iters) == \
         (1e-3, 0.99, 0.1, 1.0, 100, 1e-4, 2000)
-    assert (gpu.block_size, gpu.batch_size, gpu.n_layer, gpu.n_head, gpu.n_embd, gpu.dropout, gpu.max_iters) == \
-        (256, 64, 6, 6, 384, 0.2, 5000)
+    assert (gpu.block_size, gpu.batch_size, gpu_model.n_layer, gpu_model.n_head, gpu_model.n_embd,
+            gpu_model.dropout, gpu.max_iters) == (256, 64, 6, 6, 384, 0.2, 5000)
 
 
 def test_a_short_run_learns_and_saves_latest_and_best(tmp_path):
-    trainer = Trainer(tiny(tmp_path, max_iters=30, eval_interval=15, lr=1e-2), log=quiet)
+    trainer = Trainer(*tiny(tmp_path, max_iters=30, eval_interval=15, lr=1e-2), log=quiet)
     history = trainer.train()
     assert [h["step"] for h in history] == [0, 15, 30]
     assert history[-1]["train"] < history[0]["train"] - 0.5  # 4.2 (uniform over 65) falls quickly
@@ -59,10 +64,10 @@ def test_a_short_run_learns_and_saves_latest_and_best(tmp_path):
 def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, dropout):
     # the interrupted run stops at 4 of the same 8-step schedule (lr_decay_iters pins it)
     same = dict(eval_interval=4, dropout=dropout, lr_decay_iters=8)
-    straight = Trainer(tiny(tmp_path / "a", max_iters=8, **same), log=quiet)
+    straight = Trainer(*tiny(tmp_path / "a", max_iters=8, **same), log=quiet)
     straight.train()
-    Trainer(tiny(tmp_path / "b", max_iters=4, **same), log=quiet).train()
-    resumed = Trainer(tiny(tmp_path / "b", max_iters=8, resume=True, **same), log=quiet)
+    Trainer(*tiny(tmp_path / "b", max_iters=4, **same), log=quiet).train()
+    resumed = Trainer(*tiny(tmp_path / "b", max_iters=8, resume=True, **same), log=quiet)
     assert resumed.step == 4
     resumed.train()
     assert [h["step"] for h in resumed.history] == [0, 4, 8]
@@ -73,7 +78,7 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, dro
 def test_recomputing_attention_weights_changes_memory_not_training(tmp_path):
     from minilm.nn.attention import MultiHeadAttention
 
-    runs = [Trainer(tiny(tmp_path / str(recompute), max_iters=4, eval_interval=4, dropout=0.1,
+    runs = [Trainer(*tiny(tmp_path / str(recompute), max_iters=4, eval_interval=4, dropout=0.1,
                          recompute_attention=recompute), log=quiet) for recompute in (False, True)]
     for run in runs:
         run.train()
@@ -82,7 +87,7 @@ def test_recomputing_attention_weights_changes_memory_not_training(tmp_path):
     for name, expected in weights(runs[0].model).items():
         np.testing.assert_allclose(weights(runs[1].model)[name], expected, rtol=1e-6, atol=1e-7, err_msg=name)
     # a memory setting, not the model: a run may resume with it switched
-    resumed = Trainer(tiny(tmp_path / "False", max_iters=6, eval_interval=4, dropout=0.1, recompute_attention=True,
+    resumed = Trainer(*tiny(tmp_path / "False", max_iters=6, eval_interval=4, dropout=0.1, recompute_attention=True,
                            resume=True), log=quiet)
     assert resumed.step == 4 and resumed.train()[-1]["step"] == 6
 
@@ -91,7 +96,7 @@ def test_split_loss_is_the_mean_over_every_window(tmp_path):
     from minilm.nn.loss import CrossEntropyLoss
     from minilm.training.trainer import split_loss
 
-    trainer = Trainer(tiny(tmp_path, max_iters=2, eval_interval=2), log=quiet)
+    trainer = Trainer(*tiny(tmp_path, max_iters=2, eval_interval=2), log=quiet)
     cfg, val = trainer.cfg, trainer.val_data
     n = (len(val) - 1) // cfg.block_size * cfg.block_size  # targets: every token after the first, whole windows
     x = np.asarray(val[:n]).reshape(-1, cfg.block_size)  # (W, T) all the windows in one batch
@@ -113,26 +118,26 @@ def test_the_command_ends_with_the_whole_split_val_loss(tmp_path, capsys):
 
 
 def test_resume_refuses_a_different_model(tmp_path):
-    Trainer(tiny(tmp_path, max_iters=2, eval_interval=2), log=quiet).train()
+    Trainer(*tiny(tmp_path, max_iters=2, eval_interval=2), log=quiet).train()
     with pytest.raises(ValueError, match=r"--n-embd \(the checkpoint has 12, this run asks for 16\)"):
-        Trainer(tiny(tmp_path, max_iters=4, n_embd=16, resume=True), log=quiet)
+        Trainer(*tiny(tmp_path, max_iters=4, n_embd=16, resume=True), log=quiet)
 
 
 def test_resume_without_a_checkpoint_names_the_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="latest"):
-        Trainer(tiny(tmp_path, resume=True), log=quiet)
+        Trainer(*tiny(tmp_path, resume=True), log=quiet)
 
 
 def test_a_fresh_run_never_overwrites_an_existing_checkpoint(tmp_path):
-    Trainer(tiny(tmp_path, max_iters=2, eval_interval=2), log=quiet).train()
+    Trainer(*tiny(tmp_path, max_iters=2, eval_interval=2), log=quiet).train()
     before = (tmp_path / "out" / "latest" / "model.safetensors").read_bytes()
     with pytest.raises(FileExistsError, match="pass --resume"):
-        Trainer(tiny(tmp_path, max_iters=2), log=quiet)
+        Trainer(*tiny(tmp_path, max_iters=2), log=quiet)
     assert (tmp_path / "out" / "latest" / "model.safetensors").read_bytes() == before
 
 
 def test_a_nan_loss_stops_with_the_step_and_the_last_good_checkpoint(tmp_path, monkeypatch):
-    trainer = Trainer(tiny(tmp_path, max_iters=6, eval_interval=2), log=quiet)
+    trainer = Trainer(*tiny(tmp_path, max_iters=6, eval_interval=2), log=quiet)
     original = trainer.model.forward
 
     def poisoned(idx):
@@ -152,26 +157,26 @@ def test_bad_data_is_named_and_nothing_is_saved(tmp_path, content, message):
     if content is not None:
         data.write_bytes(content)
     with pytest.raises((FileNotFoundError, ValueError), match=message):
-        Trainer(tiny(tmp_path, data=str(data)), log=quiet)
+        Trainer(*tiny(tmp_path, data=str(data)), log=quiet)
     assert not (tmp_path / "out").exists()
 
 
 def test_any_text_file_can_replace_the_corpus(tmp_path):
     data = tmp_path / "abc.txt"
     data.write_text("abcabcabd\n" * 200)
-    trainer = Trainer(tiny(tmp_path, data=str(data), max_iters=2, eval_interval=2), log=quiet)
+    trainer = Trainer(*tiny(tmp_path, data=str(data), max_iters=2, eval_interval=2), log=quiet)
     trainer.train()
     assert trainer.tokenizer.vocab_size == 5
 
 
 def test_a_bpe_tokenizer_is_trained_saved_and_used_on_resume(tmp_path):
-    cfg = tiny(tmp_path, tokenizer="bpe", vocab_size=300, max_iters=2, eval_interval=2)
-    trainer = Trainer(cfg, log=quiet)
+    cfg, model = tiny(tmp_path, tokenizer="bpe", vocab_size=300, max_iters=2, eval_interval=2)
+    trainer = Trainer(cfg, model, log=quiet)
     trainer.train()
     assert trainer.tokenizer.vocab_size == 300 and trainer.model.config.vocab_size == 300
     saved = load_checkpoint(tmp_path / "out" / "latest").tokenizer
     assert saved["type"] == "bpe"
-    resumed = Trainer(dataclasses.replace(cfg, max_iters=4, resume=True), log=quiet)
+    resumed = Trainer(dataclasses.replace(cfg, max_iters=4, resume=True), model, log=quiet)
     assert resumed.tokenizer == trainer.tokenizer
 
 
@@ -238,7 +243,7 @@ def test_init_from_fine_tunes_a_hugging_face_gpt2_with_its_tokenizer(tmp_path):
     hf.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_gpt2_files(folder / "vocab.json", folder / "merges.txt")
 
-    cfg = tiny(tmp_path, init_from=str(folder), max_iters=20, eval_interval=20, lr=3e-3)
+    cfg, _ = tiny(tmp_path, init_from=str(folder), max_iters=20, eval_interval=20, lr=3e-3)
     trainer = Trainer(cfg, log=quiet)
     assert trainer.tokenizer == tokenizer and trainer.model.config.n_embd == 24
     ids = trainer.tokenizer.encode("ROMEO: my lord")[None, :]
@@ -255,4 +260,4 @@ def test_init_from_needs_the_tokenizer_files(tmp_path):
     transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=300, n_positions=32, n_embd=24, n_layer=1,
                                                          n_head=2)).save_pretrained(folder, safe_serialization=True)
     with pytest.raises(FileNotFoundError, match="no vocab.json"):
-        Trainer(tiny(tmp_path, init_from=str(folder)), log=quiet)
+        Trainer(*tiny(tmp_path, init_from=str(folder)), log=quiet)

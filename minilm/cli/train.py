@@ -16,9 +16,9 @@ from tqdm import tqdm
 
 from minilm.backend import BACKENDS, to_numpy
 from minilm.cli import POSITIVE, bounded
-from minilm.models import MODELS
+from minilm.models import MODELS, GPTConfig
 from minilm.training.objectives import OBJECTIVES
-from minilm.training.trainer import PRESETS, TrainConfig, Trainer, split_loss
+from minilm.training.trainer import MODEL_OPTIONS, PRESETS, TrainConfig, Trainer, split_loss
 
 CHOICES = {"backend": BACKENDS, "pos": ("learned", "sinusoidal"), "norm": ("pre", "post"), "tokenizer": ("char", "bpe")}
 # field -> (smallest allowed, bound above or None, whether that bound is excluded)
@@ -32,7 +32,7 @@ RANGES = {
     "warmup_iters": (0, None, False), "lr_decay_iters": (1, None, False), "weight_decay": (0.0, None, False),
     "beta1": (0.0, 1.0, True), "beta2": (0.0, 1.0, True),  # moment decays: 1 would never move
     "grad_clip": (0.0, None, False), "eval_interval": (1, None, False), "eval_iters": (1, None, False),
-    "sample_tokens": (0, None, False),
+    "sample_tokens": (0, None, False), "layer_norm_eps": (POSITIVE, None, False),
 }
 
 
@@ -51,9 +51,19 @@ def add_arguments(parser):
                         help="the model family (its registry name; the encoder and the others come with their issues)")
     parser.add_argument("--objective", choices=sorted(OBJECTIVES), default="clm",
                         help="what the model learns to predict: clm, the next token (causal language modelling)")
-    descriptions, cpu, gpu = _field_help(TrainConfig), PRESETS["cpu"], PRESETS["gpu"]
-    for field in dataclasses.fields(TrainConfig):
+    for group, cls, part in ((parser.add_argument_group("the run (TrainConfig)"), TrainConfig, "train"),
+                             (parser.add_argument_group("the model (GPTConfig)"), GPTConfig, "model")):
+        _add_fields(group, cls, part)
+
+
+def _add_fields(group, cls, part):
+    """One option per field of ``cls`` (a model's config: its fields a user chooses), defaults from the presets."""
+    descriptions = _field_help(cls)
+    cpu, gpu = getattr(PRESETS["cpu"], part), getattr(PRESETS["gpu"], part)
+    for field in dataclasses.fields(cls):
         name = field.name
+        if part == "model" and name not in MODEL_OPTIONS:
+            continue
         default = getattr(cpu, name)
         help_text = descriptions.get(name, "")
         if getattr(gpu, name) != default:
@@ -62,29 +72,32 @@ def add_arguments(parser):
         # default=None so that the options given on the command line are known; the help shows the preset's value
         if field.type is bool:
             action = "store_true" if name in ("resume", "overwrite") else argparse.BooleanOptionalAction
-            parser.add_argument(flag, action=action, default=None, dest=name, help=f"{help_text} (default: {default})")
+            group.add_argument(flag, action=action, default=None, dest=name, help=f"{help_text} (default: {default})")
         else:
             kind = {"int": int, "float": float, "str": str}[getattr(field.type, "__name__", str(field.type))]
             parse = bounded(kind, *RANGES[name]) if name in RANGES else kind
             metavar = None if name in CHOICES else "PATH" if name in ("data", "out", "init_from") else kind.__name__.upper()
-            parser.add_argument(flag, type=parse, default=None, dest=name, choices=CHOICES.get(name), metavar=metavar,
-                                help=f"{help_text} (default: {default})")
+            group.add_argument(flag, type=parse, default=None, dest=name, choices=CHOICES.get(name), metavar=metavar,
+                               help=f"{help_text} (default: {default})")
 
 
 def config_from_args(args):
-    """(TrainConfig, the names of the fields given on the command line)."""
-    given = {f.name for f in dataclasses.fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    """(TrainConfig, GPTConfig, the names of the fields given on the command line), from the preset."""
+    train_names = [f.name for f in dataclasses.fields(TrainConfig)]
+    given = {name for name in (*train_names, *MODEL_OPTIONS) if getattr(args, name, None) is not None}
     preset = PRESETS[args.preset or "cpu"]
-    return dataclasses.replace(preset, **{name: getattr(args, name) for name in given}), given
+    cfg = dataclasses.replace(preset.train, **{name: getattr(args, name) for name in given if name in train_names})
+    model = dataclasses.replace(preset.model, **{name: getattr(args, name) for name in given if name in MODEL_OPTIONS})
+    return cfg, model, given
 
 
 def run(args):
-    cfg, given = config_from_args(args)
+    cfg, model, given = config_from_args(args)
     objective = OBJECTIVES[args.objective]()
     if args.model not in objective.model_types:
         raise ValueError(f"--objective {objective.name} trains a model of type {' or '.join(objective.model_types)}, "
                          f"not --model {args.model}")
-    trainer = Trainer(cfg, log=tqdm.write, given=given, objective=objective)
+    trainer = Trainer(cfg, model, log=tqdm.write, given=given, objective=objective)
     trainer.train()
     cfg, out = trainer.cfg, trainer.out
     print(f"best val loss {trainer.best_val:.4f}; checkpoints in {out}/latest and {out}/best")

@@ -20,8 +20,9 @@ from minilm.optim import WarmupCosine
 # lr_decay_iters only when asked for by name, since it moves the schedule recorded at the first save
 RESUMABLE = ("max_iters", "eval_interval", "eval_iters", "out", "resume", "overwrite", "sample_tokens", "backend",
              "recompute_attention", "lr_decay_iters")
-# what the GPT-2 folder of --init-from decides, so a run must not also ask for it
-FROM_INIT = ("tokenizer", "vocab_size", "n_layer", "n_head", "n_embd", "bias", "pos", "norm", "tie_weights")
+# what the GPT-2 folder of --init-from decides, so a run must not also ask for it (dropout it may change)
+FROM_INIT = ("tokenizer", "vocab_size", "n_layer", "n_head", "n_embd", "bias", "pos", "norm", "tie_weights",
+             "layer_norm_eps")
 
 
 def flag(name):
@@ -51,8 +52,7 @@ def check_out(out, overwrite):
 
 def check_init_from(cfg, given):
     """--init-from takes the model and tokenizer from the GPT-2 folder: refuse options that would ask otherwise."""
-    defaults = type(cfg)()
-    clashes = [flag(name) for name in FROM_INIT if name in given and getattr(cfg, name) != getattr(defaults, name)]
+    clashes = [flag(name) for name in FROM_INIT if name in given]
     if clashes:
         raise ValueError(f"--init-from takes the model and tokenizer from {cfg.init_from}; leave out "
                          f"{', '.join(clashes)}")
@@ -65,13 +65,13 @@ def resumed_config(saved, cfg, given, out):
     if not isinstance(saved, dict):
         raise ValueError(f"{out / 'latest'} has no training config (was it written by import-hf?): it cannot resume")
     fields = {f.name for f in dataclasses.fields(cfg)}
-    base = dataclasses.replace(type(cfg)(), **{k: v for k, v in saved.items() if k in fields})
+    base = dataclasses.replace(type(cfg)(), **{k: v for k, v in saved.items() if k in fields})  # older: more keys
     if base.data is not None:
         base = dataclasses.replace(base, data=os.path.abspath(base.data))  # older checkpoints kept it as typed
     if "data" in given and cfg.data is not None:
         cfg = dataclasses.replace(cfg, data=os.path.abspath(cfg.data))  # the same file, named from another folder
     clashes = [f"{flag(name)} (the checkpoint has {getattr(base, name)!r}, this run asks for {getattr(cfg, name)!r})"
-               for name in sorted(given - set(RESUMABLE)) if getattr(cfg, name) != getattr(base, name)]
+               for name in sorted((given & fields) - set(RESUMABLE)) if getattr(cfg, name) != getattr(base, name)]
     if clashes:
         raise ValueError(f"--resume continues {out / 'latest'} with its own model, data and optimiser settings, "
                          f"and these options differ from them: {'; '.join(clashes)}. Leave them out, or start a "
@@ -79,6 +79,17 @@ def resumed_config(saved, cfg, given, out):
     backend = cfg.backend if "backend" in given else os.environ.get("MINILM_BACKEND") or base.backend
     chosen = {name: getattr(cfg, name) for name in RESUMABLE if name in given}
     return dataclasses.replace(base, **{**chosen, "backend": backend, "out": str(out), "resume": True})
+
+
+def check_model_options(saved, model, given, out):
+    """A resume builds the checkpoint's model: a model option given (``given``, names of ``model``'s fields)
+    must equal the checkpoint's "model" section ``saved``, else a ValueError names every one that differs."""
+    saved = saved if isinstance(saved, dict) else {}
+    clashes = [f"{flag(name)} (the checkpoint has {saved.get(name)!r}, this run asks for {getattr(model, name)!r})"
+               for name in sorted(given) if saved.get(name, getattr(type(model)(), name)) != getattr(model, name)]
+    if clashes:
+        raise ValueError(f"--resume continues {out / 'latest'} with its own model, and these options differ from "
+                         f"it: {'; '.join(clashes)}. Leave them out, or start a new run in another --out")
 
 
 def schedule_for(cfg, resumed, given, log):

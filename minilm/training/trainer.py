@@ -39,14 +39,14 @@ from minilm.nn.attention import keep_attention_weights
 from minilm.nn.loss import CrossEntropyLoss
 from minilm.training.objectives import CausalLM
 from minilm.optim import AdamW, clip_grad_norm, decay_groups
-from minilm.training.run_state import (best_loss_on_disk, check_init_from, check_out, dropout_states, fingerprint,
-                              restore_dropout_states, resumed_config, schedule_for)
-
-MODEL_FIELDS = ("block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "pos", "norm", "tie_weights")
-
+from minilm.training.run_state import (best_loss_on_disk, check_init_from, check_model_options, check_out,
+                                       dropout_states, fingerprint, restore_dropout_states, resumed_config,
+                                       schedule_for)
 
 @dataclass
 class TrainConfig:
+    """The run: its data and tokenizer, optimisation, evaluation and output (the model's shape is a GPTConfig)."""
+
     data: str = None  # a UTF-8 text file or a folder of .txt files; None: the embedded tiny Shakespeare
     out: str = "out"  # where OUT/latest and OUT/best checkpoints go
     resume: bool = False  # continue from OUT/latest: its model, data, optimiser, schedule and random state
@@ -56,16 +56,7 @@ class TrainConfig:
     init_from: str = None  # a Hugging Face GPT-2 folder to fine-tune (its weights and tokenizer); None: a new model
     tokenizer: str = "char"  # "char" (one token per character, as nanoGPT) or "bpe" (byte-level BPE trained on the data)
     vocab_size: int = 1000  # tokens in a BPE vocabulary (a char vocabulary is every distinct character)
-    # model (GPTConfig; vocab_size comes from the tokenizer)
-    block_size: int = 64  # context length T, in tokens
-    n_layer: int = 4  # transformer blocks L
-    n_head: int = 4  # attention heads H per block
-    n_embd: int = 128  # channels C
-    dropout: float = 0.0  # drop probability; 0 for small data at low budget, 0.2 at nanoGPT's GPU size
-    bias: bool = False  # biases in Linear layers (nanoGPT's default is none: a little faster, no worse)
-    pos: str = "learned"  # "learned" or "sinusoidal" positions
-    norm: str = "pre"  # "pre" (GPT-2) or "post" (original transformer) LayerNorm placement
-    tie_weights: bool = True  # LM head shares the token embedding
+    block_size: int = 64  # context length T of the training windows, in tokens; a new model's context too
     # optimisation
     batch_size: int = 12  # sequences per step B
     max_iters: int = 2000  # optimiser steps
@@ -84,17 +75,27 @@ class TrainConfig:
     sample_tokens: int = 300  # characters of text printed at the end; 0 prints none
 
 
+@dataclass(frozen=True)
+class Preset:
+    model: GPTConfig  # the model's shape; its vocab_size is the tokenizer's and its block_size the run's
+    train: TrainConfig  # the run
+
+
 PRESETS = {
-    # nanoGPT's low-budget CPU run of train_shakespeare_char (its README: val 1.88 after 2000 iterations)
-    "cpu": TrainConfig(),
+    # nanoGPT's low-budget CPU run of train_shakespeare_char (its README: val 1.88 after 2000 iterations);
+    # no biases, as nanoGPT's default: a little faster, no worse; no dropout for small data at low budget
+    "cpu": Preset(GPTConfig(n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=False), TrainConfig()),
     # nanoGPT's config/train_shakespeare_char.py (its README: val 1.4697 after 5000 iterations on a GPU)
-    "gpu": TrainConfig(backend=GPU, block_size=256, batch_size=64, n_layer=6, n_head=6, n_embd=384,
-                       dropout=0.2, max_iters=5000, eval_iters=200),
+    "gpu": Preset(GPTConfig(n_layer=6, n_head=6, n_embd=384, dropout=0.2, bias=False),
+                  TrainConfig(backend=GPU, block_size=256, batch_size=64, max_iters=5000, eval_iters=200)),
 }
+# the GPTConfig fields a user chooses; vocab_size comes from the tokenizer and block_size from the run
+MODEL_OPTIONS = tuple(f.name for f in dataclasses.fields(GPTConfig) if f.name not in ("vocab_size", "block_size"))
 
 
-def model_config(cfg, vocab_size):
-    return GPTConfig(vocab_size=vocab_size, **{name: getattr(cfg, name) for name in MODEL_FIELDS})
+def model_config(model, cfg, vocab_size):
+    """The GPTConfig a new run builds: ``model``'s shape, the tokenizer's vocabulary, the run's context."""
+    return dataclasses.replace(model, vocab_size=vocab_size, block_size=cfg.block_size)
 
 
 def estimate_loss(model, data, cfg, rng, objective=CausalLM()):
@@ -133,20 +134,26 @@ def start_ids(tokenizer, text):
 class Trainer:
     """Holds the model, optimiser, data and random state of one run; ``train()`` runs it to ``max_iters``.
 
-    given: the names of the TrainConfig fields the caller chose (the command line's explicit options); on a
-    resume, only these are checked against the checkpoint and the rest come from it. None: every field of
-    ``cfg`` was chosen, as when a library caller builds the whole config.
+    cfg: the run (TrainConfig); model: the shape of a new model (GPTConfig; vocab_size and block_size are
+    filled in), by default the CPU preset's. given: the names of the fields (of either) the caller chose, the
+    command line's explicit options; on a resume only these are checked against the checkpoint and the rest
+    come from it. None: every field was chosen, as when a library caller builds the whole config.
     """
 
-    def __init__(self, cfg, log=print, given=None, objective=None):
+    def __init__(self, cfg, model=None, log=print, given=None, objective=None):
         self.log = log
         self.objective = objective or CausalLM()
         self.out = pathlib.Path(cfg.out)
         if given is not None and cfg.init_from and not cfg.resume:
             check_init_from(cfg, set(given))  # a library caller's whole config has every field "given"
-        given = {f.name for f in dataclasses.fields(TrainConfig)} if given is None else set(given)
+        if given is None:  # a library caller chose its whole config, and the model's shape only if it passed one
+            given = {f.name for f in dataclasses.fields(TrainConfig)} | (set(MODEL_OPTIONS) if model else set())
+        given = set(given)
+        chosen_model = given & set(MODEL_OPTIONS)
+        model = PRESETS["cpu"].model if model is None else model
         resumed = self._resumed(cfg) if cfg.resume else None
         if resumed is not None:
+            check_model_options(resumed.config.get("model"), model, chosen_model, self.out)
             cfg = resumed_config(resumed.config.get("train"), cfg, given, self.out)
         else:
             check_out(self.out, cfg.overwrite)
@@ -170,7 +177,7 @@ class Trainer:
             check_memory(config, cfg.batch_size, cfg.block_size, not cfg.recompute_attention)
             self.model = GPT(config, rng=cfg.seed)
         elif cfg.init_from:  # fine-tune GPT-2: its weights, its tokenizer
-            dropout = cfg.dropout if "dropout" in given else None  # left out: the folder's own dropout
+            dropout = model.dropout if "dropout" in given else None  # left out: the folder's own dropout
             self.model = load_gpt2(cfg.init_from, rng=cfg.seed, dropout=dropout).train()
             check_memory(self.model.config, cfg.batch_size, cfg.block_size, not cfg.recompute_attention)
             self.tokenizer = gpt2_tokenizer(cfg.init_from)
@@ -179,7 +186,7 @@ class Trainer:
         else:
             self.tokenizer = (BPETokenizer.train(text, cfg.vocab_size) if cfg.tokenizer == "bpe"
                               else CharTokenizer.from_text(text))
-            config = model_config(cfg, self.tokenizer.vocab_size)
+            config = model_config(model, cfg, self.tokenizer.vocab_size)
             check_memory(config, cfg.batch_size, cfg.block_size, not cfg.recompute_attention)
             self.model = GPT(config, rng=cfg.seed)
         keep_attention_weights(self.model, not cfg.recompute_attention)

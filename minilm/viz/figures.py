@@ -72,7 +72,7 @@ def trained_model(max_iters):
     from minilm.training.trainer import PRESETS, Trainer
 
     with tempfile.TemporaryDirectory(prefix="minilm-figures-") as folder:
-        cfg = dataclasses.replace(PRESETS["cpu"], out=str(Path(folder) / "run"), max_iters=max_iters,
+        cfg = dataclasses.replace(PRESETS["cpu"].train, out=str(Path(folder) / "run"), max_iters=max_iters,
                                   eval_interval=max(1, max_iters // 12), sample_tokens=0)
         started = time.perf_counter()
         trainer = Trainer(cfg)
