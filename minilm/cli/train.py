@@ -76,7 +76,8 @@ def _add_fields(group, cls, part):
         else:
             kind = {"int": int, "float": float, "str": str}[getattr(field.type, "__name__", str(field.type))]
             parse = bounded(kind, *RANGES[name]) if name in RANGES else kind
-            metavar = None if name in CHOICES else "PATH" if name in ("data", "out", "init_from") else kind.__name__.upper()
+            paths = ("data", "out", "init_from")
+            metavar = None if name in CHOICES else "PATH" if name in paths else kind.__name__.upper()
             group.add_argument(flag, type=parse, default=None, dest=name, choices=CHOICES.get(name), metavar=metavar,
                                help=f"{help_text} (default: {default})")
 
@@ -114,4 +115,5 @@ def run(args):
     return 0
 
 
-SAMPLE_TEMPERATURE = 0.8  # a little sharper than the model's own distribution: fewer misspelt words, as nanoGPT's sample.py
+# a little sharper than the model's own distribution: fewer misspelt words, as nanoGPT's sample.py
+SAMPLE_TEMPERATURE = 0.8

@@ -182,7 +182,8 @@ class Trainer:
             check_memory(self.model.config, cfg.batch_size, cfg.block_size, not cfg.recompute_attention)
             self.tokenizer = gpt2_tokenizer(cfg.init_from)
             if self.tokenizer is None:
-                raise FileNotFoundError(f"{cfg.init_from} has no vocab.json + merges.txt: fine-tuning needs its tokenizer")
+                raise FileNotFoundError(f"{cfg.init_from} has no vocab.json + merges.txt: fine-tuning needs its "
+                                        f"tokenizer")
         else:
             self.tokenizer = (BPETokenizer.train(text, cfg.vocab_size) if cfg.tokenizer == "bpe"
                               else CharTokenizer.from_text(text))
@@ -191,7 +192,8 @@ class Trainer:
             self.model = GPT(config, rng=cfg.seed)
         keep_attention_weights(self.model, not cfg.recompute_attention)
         if cfg.block_size > self.model.config.block_size:
-            raise ValueError(f"block_size {cfg.block_size} exceeds the model's context of {self.model.config.block_size}")
+            raise ValueError(f"block_size {cfg.block_size} exceeds the model's context of "
+                             f"{self.model.config.block_size}")
         self.sample_start = start_ids(self.tokenizer, text)
         self.train_data, self.val_data = split(self.tokenizer.encode(text))
         for name, part, share in (("train", self.train_data, "first 90%"), ("val", self.val_data, "last 10%")):
