@@ -24,6 +24,7 @@ import os
 
 from minilm.backend import xp
 from minilm.nn import softmax
+from minilm.nn.activation import GELU_CUBIC, SQRT_2_OVER_PI
 from minilm.nn.softmax import softmax_backward
 
 SWITCH = "MINILM_SOLUTIONS"  # "1": a blank runs the solution below; a path to a .py file: that file's function
@@ -157,3 +158,82 @@ def top_k_probs(logits, k, temperature):
     kth = xp.sort(z, axis=-1)[:, -k][:, None]  # (B, 1) the k-th largest logit of each row
     z = xp.where(z < kth, -xp.inf, z)  # (B, V) everything below it can no longer be drawn
     return softmax(z, axis=-1)  # (B, V) renormalised over the k kept tokens
+
+
+# notebook 11: the pre-LN block's backward, every step by hand (f holds the forward's intermediates, p its weights)
+def block_backward(dy, x, p, f):
+    B, H, T, hs = f["q"].shape
+    C, d_ff = H * hs, f["fc"].shape[-1]
+    # forward: y = u + mlp  (a sum copies its gradient to both terms: the residual is a highway for dy)
+    dmlp = dy  # (B, T, C)
+    du = dy  # (B, T, C) the first of u's two paths; the FFN's adds below
+    # forward: mlp = gelu W_projᵀ + b_proj
+    dW_proj = dmlp.reshape(B * T, C).T @ f["gelu"].reshape(B * T, d_ff)  # (C, d_ff)
+    db_proj = dmlp.reshape(B * T, C).sum(axis=0)  # (C,)
+    dgelu = dmlp @ p["mlp.c_proj.weight"]  # (B, T, d_ff)
+    # forward: gelu = ½ fc (1 + t)
+    dfc = 0.5 * (1.0 + f["gelu_t"]) * dgelu  # (B, T, d_ff) the first of fc's two paths
+    dgelu_t = 0.5 * f["fc"] * dgelu  # (B, T, d_ff)
+    # forward: t = tanh(gelu_u);  tanh' = 1 - t²
+    dgelu_u = (1.0 - f["gelu_t"] ** 2) * dgelu_t  # (B, T, d_ff)
+    # forward: gelu_u = √(2/π) (fc + 0.044715 fc³)  (fc's second path: the two add)
+    dfc = dfc + SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * f["fc"] ** 2) * dgelu_u  # (B, T, d_ff)
+    # forward: fc = ln2 W_fcᵀ + b_fc
+    dW_fc = dfc.reshape(B * T, d_ff).T @ f["ln2"].reshape(B * T, C)  # (d_ff, C)
+    db_fc = dfc.reshape(B * T, d_ff).sum(axis=0)  # (d_ff,)
+    dln2 = dfc @ p["mlp.c_fc.weight"]  # (B, T, C)
+    # forward: ln2 = w₂ ⊙ xhat₂ + b₂
+    dw_2 = (dln2 * f["ln2_xhat"]).reshape(B * T, C).sum(axis=0)  # (C,)
+    db_2 = dln2.reshape(B * T, C).sum(axis=0)  # (C,)
+    dxhat2 = dln2 * p["ln_2.weight"]  # (B, T, C)
+    # forward: xhat₂ = (u - mean(u)) · rstd₂: the closed form of notebook 6 this time, no stages
+    xhat2 = f["ln2_xhat"]
+    du = du + f["ln2_rstd"] * (dxhat2 - dxhat2.mean(axis=-1, keepdims=True)
+                               - xhat2 * (dxhat2 * xhat2).mean(axis=-1, keepdims=True))  # (B, T, C)
+    # forward: u = x + attn  (the second residual: x gets du as it is, the attention branch a copy)
+    dattn = du  # (B, T, C)
+    dx = du  # (B, T, C) the first of x's two paths; the attention's adds below
+    # forward: attn = merged W_outᵀ + b_out
+    dW_out = dattn.reshape(B * T, C).T @ f["merged"].reshape(B * T, C)  # (C, C)
+    db_out = dattn.reshape(B * T, C).sum(axis=0)  # (C,)
+    dmerged = dattn @ p["attn.out_proj.weight"]  # (B, T, C)
+    # forward: merged = att.swapaxes(1, 2).reshape(B, T, C): undo the reshape, then the swap
+    datt = dmerged.reshape(B, T, H, hs).swapaxes(1, 2)  # (B, H, T, hs)
+    # forward: att = A v
+    dA = datt @ f["v"].swapaxes(-1, -2)  # (B, H, T, T)
+    dv = f["A"].swapaxes(-1, -2) @ datt  # (B, H, T, hs)
+    # forward: A = softmax(S)  (zero where masked, since A is)
+    dS = f["A"] * (dA - (dA * f["A"]).sum(axis=-1, keepdims=True))  # (B, H, T, T)
+    # forward: S = q kᵀ / √hs + M; S_ij pairs query i with key j, so key j collects dS_ij over i: a transpose
+    dq = dS @ f["k"] / math.sqrt(hs)  # (B, H, T, hs)
+    dk = dS.swapaxes(-1, -2) @ f["q"] / math.sqrt(hs)  # (B, H, T, hs)
+    # forward: q, k, v = the thirds of qkv, each split into heads: merge each back, side by side again
+    dqkv = xp.concatenate([d.swapaxes(1, 2).reshape(B, T, C) for d in (dq, dk, dv)], axis=-1)  # (B, T, 3C)
+    # forward: qkv = ln1 W_inᵀ + b_in
+    dW_in = dqkv.reshape(B * T, 3 * C).T @ f["ln1"].reshape(B * T, C)  # (3C, C)
+    db_in = dqkv.reshape(B * T, 3 * C).sum(axis=0)  # (3C,)
+    dln1 = dqkv @ p["attn.in_proj_weight"]  # (B, T, C)
+    # forward: ln1 = w₁ ⊙ xhat₁ + b₁
+    dw_1 = (dln1 * f["ln1_xhat"]).reshape(B * T, C).sum(axis=0)  # (C,)
+    db_1 = dln1.reshape(B * T, C).sum(axis=0)  # (C,)
+    dxhat1 = dln1 * p["ln_1.weight"]  # (B, T, C)
+    # forward: xhat₁ = xc₁ · rstd₁: staged this time, notebook 6's steps (rstd₁ is broadcast over C: a sum)
+    dxc1 = dxhat1 * f["ln1_rstd"]  # (B, T, C) the first of xc₁'s two paths
+    drstd1 = (dxhat1 * f["ln1_xc"]).sum(axis=-1, keepdims=True)  # (B, T, 1)
+    # forward: rstd₁ = (var₁ + eps)^(-1/2)
+    dvar1 = -0.5 * f["ln1_rstd"] ** 3 * drstd1  # (B, T, 1)
+    # forward: var₁ = mean(xc₁²)  (xc₁'s second path)
+    dxc1 = dxc1 + 2.0 * f["ln1_xc"] * dvar1 / C  # (B, T, C)
+    # forward: xc₁ = x - mu₁
+    dmu1 = -dxc1.sum(axis=-1, keepdims=True)  # (B, T, 1)
+    dx = dx + dxc1  # (B, T, C) x's second path
+    # forward: mu₁ = mean(x)  (x's third path: each of the C channels gets 1/C of dmu₁)
+    dx = dx + dmu1 / C  # (B, T, C)
+    return {"dx": dx, "dln1_mu": dmu1, "dln1_xc": dxc1, "dln1_var": dvar1, "dln1_rstd": drstd1,
+            "dln1_xhat": dxhat1, "dln1": dln1, "dqkv": dqkv, "dq": dq, "dk": dk, "dv": dv, "dS": dS, "dA": dA,
+            "datt": datt, "dmerged": dmerged, "dattn": dattn, "du": du, "dln2_xhat": dxhat2, "dln2": dln2, "dfc": dfc,
+            "dgelu_u": dgelu_u, "dgelu_t": dgelu_t, "dgelu": dgelu, "dmlp": dmlp,
+            "dln_1.weight": dw_1, "dln_1.bias": db_1, "dattn.in_proj_weight": dW_in, "dattn.in_proj_bias": db_in,
+            "dattn.out_proj.weight": dW_out, "dattn.out_proj.bias": db_out, "dln_2.weight": dw_2,
+            "dln_2.bias": db_2, "dmlp.c_fc.weight": dW_fc, "dmlp.c_fc.bias": db_fc,
+            "dmlp.c_proj.weight": dW_proj, "dmlp.c_proj.bias": db_proj}

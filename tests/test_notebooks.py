@@ -175,7 +175,7 @@ def test_every_exercise_is_a_blank_with_a_solution(path):
 def test_exercise_names_are_unique():
     """No two exercises share a name (so none repeats another's solution, as notebooks 9 and 10 once did)."""
     names = [name for path in NOTEBOOKS for name, _, _ in exercises(read(path))]
-    assert len(names) == len(set(names)) == 10, names  # one per notebook
+    assert len(names) == len(set(names)) == len(NOTEBOOKS) == 11, names  # one per notebook, 11 notebooks
 
 
 def test_the_switch(monkeypatch):
@@ -206,7 +206,8 @@ def test_the_switch(monkeypatch):
 
 
 def test_the_function_solutions_pass_and_wrong_answers_fail():
-    """The two exercises that are plain functions, checked as their notebooks check them (9 and 10)."""
+    """Two of the exercises that are plain functions, checked as their notebooks check them (9 and 10; 11's
+    block_backward needs its notebook's forward, so PLANTED checks it by executing the notebook)."""
     import numpy as np
 
     from minilm.optim import WarmupCosine
@@ -243,7 +244,7 @@ def test_the_function_solutions_pass_and_wrong_answers_fail():
     assert top_k_error(not_renormalised) > 1e-2
 
 
-# notebook: the planted wrong answer to its (first) exercise, a common mistake; the two cheapest notebooks
+# notebook: the planted wrong answer to its (first) exercise, a common mistake; the two cheapest notebooks, and 11 (about 2 s)
 PLANTED = {
     "02_softmax_cross_entropy.ipynb": """
 from minilm.nn.softmax import softmax_backward
@@ -256,6 +257,15 @@ def scaled_softmax_backward(self, dp):
 def tied_logits_backward(self, dz):
     V, C = self.wte.weight.shape
     self.wte.weight.accumulate(dz.reshape(-1, V).T @ self.e.reshape(-1, C))  # the output use of W only
+""",
+    "11_backprop_ninja.ipynb": """
+from solutions import block_backward as solution  # the kernel runs in notebooks/
+
+
+def block_backward(dy, x, p, f):
+    grads = solution(dy, x, p, f)
+    grads["dx"] = grads["dx"] - grads["du"]  # forgets the residual: u = x + attn hands du to x unchanged
+    return grads
 """,
 }
 
