@@ -237,3 +237,9 @@ def block_backward(dy, x, p, f):
             "dattn.out_proj.weight": dW_out, "dattn.out_proj.bias": db_out, "dln_2.weight": dw_2,
             "dln_2.bias": db_2, "dmlp.c_fc.weight": dW_fc, "dmlp.c_fc.bias": db_fc,
             "dmlp.c_proj.weight": dW_proj, "dmlp.c_proj.bias": db_proj}
+
+
+# notebook 12: PreLNResidual.backward, y = x + f(LN(x))
+def residual_backward(self, dy):
+    # forward: y = x + f(LN(x)): x reaches y directly and through the branch, so the two gradients add
+    return dy + self.ln.backward(self.f.backward(dy))  # (B, T, C)
