@@ -243,3 +243,14 @@ def block_backward(dy, x, p, f):
 def residual_backward(self, dy):
     # forward: y = x + f(LN(x)): x reaches y directly and through the branch, so the two gradients add
     return dy + self.ln.backward(self.f.backward(dy))  # (B, T, C)
+
+
+# notebook 13: the sinusoidal positional encoding table
+def sinusoidal_table(max_len, C):
+    pos = xp.arange(max_len, dtype=xp.float64)[:, None]  # (max_len, 1)
+    omega = 10000.0 ** (-xp.arange(0, C, 2, dtype=xp.float64) / C)  # (ceil(C/2),) ω_i = 10000^(-2i/C)
+    angle = pos * omega  # (max_len, ceil(C/2))
+    pe = xp.zeros((max_len, C), dtype=xp.float64)  # (max_len, C)
+    pe[:, 0::2] = xp.sin(angle)  # ceil(C/2) sin columns
+    pe[:, 1::2] = xp.cos(angle[:, : C // 2])  # floor(C/2) cos columns: an odd C has no cos for its last pair
+    return pe

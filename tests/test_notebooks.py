@@ -175,7 +175,7 @@ def test_every_exercise_is_a_blank_with_a_solution(path):
 def test_exercise_names_are_unique():
     """No two exercises share a name (so none repeats another's solution, as notebooks 9 and 10 once did)."""
     names = [name for path in NOTEBOOKS for name, _, _ in exercises(read(path))]
-    assert len(names) == len(set(names)) == len(NOTEBOOKS) == 12, names  # one per notebook, 12 notebooks
+    assert len(names) == len(set(names)) == len(NOTEBOOKS) == 13, names  # one per notebook, 13 notebooks
 
 
 def test_the_switch(monkeypatch):
