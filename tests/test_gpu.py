@@ -5,7 +5,6 @@ test, so they need a CUDA GPU and CuPy, and are skipped (with the reason) anywhe
 their weights from the same seed on the host (minilm.nn.module.init_normal), so they start identical.
 """
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -16,7 +15,8 @@ from minilm.files.checkpoint import load_checkpoint
 from minilm.models import GPT, GPTConfig
 from minilm.nn.loss import CrossEntropyLoss
 from minilm.verify.tolerances import TORCH
-from minilm.training.trainer import MODEL_OPTIONS, PRESETS, TrainConfig, Trainer, dropout_states
+from minilm.training.config import with_changes
+from minilm.training.trainer import PRESETS, Trainer, dropout_states
 
 TINY = dict(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)
 VARIANTS = [dict(), dict(norm="post"), dict(pos="sinusoidal", tie_weights=False), dict(bias=True)]
@@ -68,11 +68,9 @@ def test_logits_loss_and_every_gradient_agree(variant, dtype):
 
 def tiny_run(tmp_path, name, **changes):
     """(TrainConfig, GPTConfig) of a tiny run, each change to the dataclass that holds it."""
-    fields = {**dict(block_size=16, n_layer=1, n_head=2, n_embd=12, batch_size=4, eval_iters=2, warmup_iters=2,
-                     eval_interval=2, sample_tokens=0, seed=7, lr_decay_iters=6), **changes}
-    model = dataclasses.replace(PRESETS["cpu"].model, **{k: v for k, v in fields.items() if k in MODEL_OPTIONS})
-    run = {k: v for k, v in fields.items() if k not in MODEL_OPTIONS}
-    return dataclasses.replace(TrainConfig(), out=str(tmp_path / name), **run), model
+    fields = dict(block_size=16, n_layer=1, n_head=2, n_embd=12, batch_size=4, eval_iters=2, warmup_iters=2,
+                  eval_interval=2, sample_tokens=0, seed=7, lr_decay_iters=6)
+    return with_changes(PRESETS["cpu"], out=str(tmp_path / name), **{**fields, **changes})
 
 
 def weights(model):

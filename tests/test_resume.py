@@ -1,13 +1,13 @@
 """What a resume keeps and what a new run may replace: nothing saved is lost or silently changed (issue 25)."""
 
-import dataclasses
 import shutil
 
 import numpy as np
 import pytest
 
 from minilm.files.checkpoint import load_checkpoint
-from minilm.training.trainer import MODEL_OPTIONS, PRESETS, TrainConfig, Trainer
+from minilm.training.config import with_changes
+from minilm.training.trainer import PRESETS, TrainConfig, Trainer
 
 TINY = dict(block_size=16, n_layer=1, n_head=2, n_embd=12, batch_size=4, eval_iters=2, warmup_iters=2,
             sample_tokens=0, seed=7)
@@ -16,10 +16,7 @@ COMMAND_LINE = {"out", "resume", "max_iters"}  # what `minilm train --out OUT --
 
 def tiny(out, **changes):
     """(TrainConfig, GPTConfig) of a tiny run: TINY with ``changes``, each to the dataclass that holds it."""
-    fields = {**TINY, **changes}
-    model = dataclasses.replace(PRESETS["cpu"].model, **{k: v for k, v in fields.items() if k in MODEL_OPTIONS})
-    run = {k: v for k, v in fields.items() if k not in MODEL_OPTIONS}
-    return dataclasses.replace(TrainConfig(), out=str(out), **run), model
+    return with_changes(PRESETS["cpu"], out=str(out), **{**TINY, **changes})
 
 
 def quiet(*_):

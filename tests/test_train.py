@@ -14,7 +14,8 @@ import transformers
 
 from minilm import to_numpy
 from minilm.files.checkpoint import load_checkpoint
-from minilm.training.trainer import MODEL_OPTIONS, PRESETS, TrainConfig, Trainer
+from minilm.training.config import with_changes
+from minilm.training.trainer import PRESETS, Trainer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # a model small enough that a test run takes a second; every size different
@@ -24,10 +25,7 @@ TINY = dict(block_size=16, n_layer=1, n_head=2, n_embd=12, batch_size=4, eval_it
 
 def tiny(tmp_path, **changes):
     """(TrainConfig, GPTConfig) of a tiny run: TINY with ``changes``, each to the dataclass that holds it."""
-    fields = {**TINY, **changes}
-    model = dataclasses.replace(PRESETS["cpu"].model, **{k: v for k, v in fields.items() if k in MODEL_OPTIONS})
-    run = {k: v for k, v in fields.items() if k not in MODEL_OPTIONS}
-    return dataclasses.replace(TrainConfig(), out=str(tmp_path / "out"), **run), model
+    return with_changes(PRESETS["cpu"], out=str(tmp_path / "out"), **{**TINY, **changes})
 
 
 def quiet(*_):

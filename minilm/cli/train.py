@@ -18,6 +18,7 @@ from minilm.backend import BACKENDS, to_numpy
 from minilm.cli import POSITIVE, bounded
 from minilm.models import MODELS, GPTConfig
 from minilm.training.objectives import OBJECTIVES
+from minilm.training.config import with_changes
 from minilm.training.trainer import MODEL_OPTIONS, PRESETS, TrainConfig, Trainer, split_loss
 
 CHOICES = {"backend": BACKENDS, "pos": ("learned", "sinusoidal"), "norm": ("pre", "post"), "tokenizer": ("char", "bpe")}
@@ -86,9 +87,7 @@ def config_from_args(args):
     """(TrainConfig, GPTConfig, the names of the fields given on the command line), from the preset."""
     train_names = [f.name for f in dataclasses.fields(TrainConfig)]
     given = {name for name in (*train_names, *MODEL_OPTIONS) if getattr(args, name, None) is not None}
-    preset = PRESETS[args.preset or "cpu"]
-    cfg = dataclasses.replace(preset.train, **{name: getattr(args, name) for name in given if name in train_names})
-    model = dataclasses.replace(preset.model, **{name: getattr(args, name) for name in given if name in MODEL_OPTIONS})
+    cfg, model = with_changes(PRESETS[args.preset or "cpu"], **{name: getattr(args, name) for name in given})
     return cfg, model, given
 
 

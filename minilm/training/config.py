@@ -61,6 +61,13 @@ PRESETS = {
 MODEL_OPTIONS = tuple(f.name for f in dataclasses.fields(GPTConfig) if f.name not in ("vocab_size", "block_size"))
 
 
+def with_changes(preset, **changes):
+    """(TrainConfig, GPTConfig) of ``preset`` with each change made to the dataclass that holds the field."""
+    model = {name: value for name, value in changes.items() if name in MODEL_OPTIONS}
+    run = {name: value for name, value in changes.items() if name not in MODEL_OPTIONS}
+    return dataclasses.replace(preset.train, **run), dataclasses.replace(preset.model, **model)
+
+
 def model_config(model, cfg, vocab_size):
     """The GPTConfig a new run builds: ``model``'s shape, the tokenizer's vocabulary, the run's context."""
     return dataclasses.replace(model, vocab_size=vocab_size, block_size=cfg.block_size)
