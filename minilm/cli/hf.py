@@ -48,7 +48,6 @@ def add_export_arguments(parser):
 def run_export(args):
     """minilm export --ckpt DIR --hf OUT: a minilm checkpoint as a Hugging Face GPT-2 folder."""
     _refuse_same_folder(args.ckpt, args.hf)
-    refuse_to_replace(args.hf, args.overwrite, what="Hugging Face GPT-2 folder")
     check_export_path(args.hf, args.overwrite)  # with --overwrite: only an earlier export, never other files
     ckpt = load_checkpoint(args.ckpt)  # a file there is a NotADirectoryError naming it
     expect_type(ckpt.config, ("gpt",), ckpt.path, "minilm export (to the GPT-2 layout)")

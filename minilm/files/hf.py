@@ -32,7 +32,7 @@ import safetensors
 import safetensors.numpy
 
 from minilm.backend import to_numpy
-from minilm.atomic import fsync_dir, write_file
+from minilm.atomic import fsync_dir, refuse_to_replace, write_file
 from minilm.files.checkpoint import _swap_in  # the checkpoint's replace-a-folder protocol, reused for --overwrite
 from minilm.data.bpe import BPETokenizer
 from minilm.models.gpt import GPT, GPTConfig
@@ -245,10 +245,9 @@ def check_export_path(path, overwrite=False):
     path = Path(path)
     if path.name in ("", ".", ".."):
         raise ValueError(f"export path must name a folder, got {str(path)!r}")
+    refuse_to_replace(path, overwrite, what="Hugging Face GPT-2 folder")  # the one --overwrite rule
     if not path.is_symlink() and (not path.exists() or path.is_dir() and not any(path.iterdir())):
         return
-    if not overwrite:
-        raise FileExistsError(f"{path} already exists; export into a new or empty folder")
     if path.is_symlink() or not path.is_dir():
         raise FileExistsError(f"{path} exists and is not a folder; refusing to replace it with an export")
     if not ((path / CONFIG).is_file() and ((path / WEIGHTS).is_file() or (path / INDEX).is_file())):
