@@ -319,3 +319,12 @@ def test_inconsistent_descriptions_are_rejected(tmp_path):
         BPETokenizer.load(tmp_path / "t.json")
     with pytest.raises(FileNotFoundError, match="tokenizer file not found"):
         BPETokenizer.load(tmp_path / "missing.json")
+
+
+def test_training_on_bytes_that_are_not_utf8_learns_them_and_encodes_them_back():
+    """Invalid UTF-8 bytes are tokens like any other: training on them works, as encoding them always did."""
+    data = b"\xff\xfe abc \xff\xfe abc \xc3 abc"
+    tok = BPETokenizer.train(data, 260)
+    assert tok.vocab_size == 260
+    assert tok.decode_bytes(tok.encode(data)) == data
+    assert any(token.startswith(b"\xff") for token in tok.tokens[256:])  # the repeated invalid pair was merged

@@ -23,7 +23,7 @@ ones. Pairs are counted once per distinct chunk, weighted by how often the chunk
 only the chunks that hold the merged pair are recounted (``where`` maps each pair to those chunks), never
 the whole text: the 1,000-token vocabulary trains in 1-3 s on one core.
 
-ref: Sennrich et al. 2016, "Neural Machine Translation of Rare Words with Subword Units", §3.1;
+ref: Sennrich et al. 2016, "Neural Machine Translation of Rare Words with Subword Units", §3.2;
      Radford et al. 2019 (GPT-2), §2.2; openai/gpt-2 src/encoder.py
 """
 
@@ -132,7 +132,8 @@ class BPETokenizer(TokenizerFile):
         if not isinstance(vocab_size, (int, np.integer)) or isinstance(vocab_size, bool) or vocab_size < 256:
             raise ValueError(f"vocab_size must be an integer >= 256 (the byte tokens), got {vocab_size!r}")
         chunks = Counter(_SPLIT.findall(_utf8_text(text)))  # distinct chunk -> how often it occurs
-        words = [list(chunk.encode("utf-8")) for chunk in chunks]  # each chunk as token ids, bytes at first
+        # each chunk as token ids, bytes at first; surrogateescape turns invalid input bytes back into themselves
+        words = [list(chunk.encode("utf-8", "surrogateescape")) for chunk in chunks]
         freqs = list(chunks.values())
         counts = defaultdict(int)  # (left, right) -> occurrences in the whole text
         where = defaultdict(set)  # (left, right) -> the words that hold it (maybe no longer: harmless)
