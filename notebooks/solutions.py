@@ -254,3 +254,53 @@ def sinusoidal_table(max_len, C):
     pe[:, 0::2] = xp.sin(angle)  # ceil(C/2) sin columns
     pe[:, 1::2] = xp.cos(angle[:, : C // 2])  # floor(C/2) cos columns: an odd C has no cos for its last pair
     return pe
+
+
+# notebook 14: inverted dropout's forward and backward, given the uniform draws that decide the mask
+def inverted_dropout(x, dy, draws, p, training=True):
+    if not training:
+        return x, dy  # evaluation: the identity, both ways
+    scaled_mask = (draws >= p) / (1.0 - p)  # keep with probability 1 - p, scaled so that E[y] = x
+    # forward: y = x ⊙ keep / (1 - p);  backward: dx = dy ⊙ keep / (1 - p), the same mask and scale
+    return x * scaled_mask, dy * scaled_mask
+
+
+# notebook 15: one merge step of BPE training (count adjacent pairs, take the most frequent, merge it everywhere)
+def bpe_merge_step(seqs, new_id):
+    counts = {}  # (left, right) -> occurrences over all the sequences
+    for ids in seqs:
+        for pair in zip(ids, ids[1:]):
+            counts[pair] = counts.get(pair, 0) + 1
+    pair = max(counts, key=lambda p: (counts[p], -p[0], -p[1]))  # most frequent; a tie goes to the smallest ids
+    merged = []
+    for ids in seqs:
+        out, i = [], 0
+        while i < len(ids):  # left to right: (a, a) in a a a gives aa a
+            if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+                out.append(new_id)
+                i += 2
+            else:
+                out.append(ids[i])
+                i += 1
+        merged.append(out)
+    return pair, merged
+
+
+# notebook 16: GPT-2's tensors (Hugging Face names, Conv1D layout) as minilm's state dict
+def gpt2_to_minilm(hf_tensors, n_layer):
+    t = {name.removeprefix("transformer."): array for name, array in hf_tensors.items()}
+    # the tables and the final LayerNorm keep name and layout (wte (V, C) and wpe (T_max, C) are looked up by row)
+    state = {name: t[name] for name in ("wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias")}
+    for i in range(n_layer):
+        h = f"h.{i}."
+        for name in ("ln_1.weight", "ln_1.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.bias", "mlp.c_proj.bias"):
+            state[h + name] = t[h + name]  # (C,) or (4C,): one number per channel or output in both libraries
+        state[h + "attn.in_proj_bias"] = t[h + "attn.c_attn.bias"]  # (3C,) [q | k | v], under minilm's name
+        state[h + "attn.out_proj.bias"] = t[h + "attn.c_proj.bias"]  # (C,)
+        # Conv1D computes x W + b with W (in, out), minilm's Linear x Wᵀ + b with W (out, in): each matrix transposed
+        state[h + "attn.in_proj_weight"] = t[h + "attn.c_attn.weight"].T  # (C, 3C) -> (3C, C): q|k|v columns -> rows
+        state[h + "attn.out_proj.weight"] = t[h + "attn.c_proj.weight"].T  # (C, C): square, transposed all the same
+        state[h + "mlp.c_fc.weight"] = t[h + "mlp.c_fc.weight"].T  # (C, 4C) -> (4C, C)
+        state[h + "mlp.c_proj.weight"] = t[h + "mlp.c_proj.weight"].T  # (4C, C) -> (C, 4C)
+    state["lm_head.weight"] = state["wte.weight"]  # the tied head: GPT-2's logits use wte itself
+    return state

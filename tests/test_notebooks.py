@@ -63,6 +63,8 @@ def kernel_env(monkeypatch):
     """The environment every executed notebook gets (the kernel inherits it)."""
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("MINILM_BACKEND", "numpy")  # the course runs on the CPU, whatever the suite runs on
+    # notebooks 9 and 10 train small in the suite; benchmarks/course_full.py runs them full size (DESIGN.md)
+    monkeypatch.setenv("MINILM_COURSE_SIZE", "small")
     # one BLAS thread per kernel unless the caller chose: spinning OpenBLAS threads in the kernel and in
     # pytest fight over CI's 2 cores (measured: a notebook's training 8x slower under that contention)
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", os.environ.get("OPENBLAS_NUM_THREADS", "1"))
@@ -175,7 +177,7 @@ def test_every_exercise_is_a_blank_with_a_solution(path):
 def test_exercise_names_are_unique():
     """No two exercises share a name (so none repeats another's solution, as notebooks 9 and 10 once did)."""
     names = [name for path in NOTEBOOKS for name, _, _ in exercises(read(path))]
-    assert len(names) == len(set(names)) == len(NOTEBOOKS) == 13, names  # one per notebook, 13 notebooks
+    assert len(names) == len(set(names)) == len(NOTEBOOKS) == 16, names  # one per notebook, 16 notebooks
 
 
 def test_the_switch(monkeypatch):
@@ -244,7 +246,8 @@ def test_the_function_solutions_pass_and_wrong_answers_fail():
     assert top_k_error(not_renormalised) > 1e-2
 
 
-# notebook: the planted wrong answer to its (first) exercise, a common mistake; the two cheapest notebooks, and 11 (about 2 s)
+# notebook: the planted wrong answer to its (first) exercise, a common mistake; the two cheapest notebooks, 11 (about
+# 2 s) and the three foundations notebooks added with it (10-20 s each)
 PLANTED = {
     "02_softmax_cross_entropy.ipynb": """
 from minilm.nn.softmax import softmax_backward
@@ -266,6 +269,43 @@ def block_backward(dy, x, p, f):
     grads = solution(dy, x, p, f)
     grads["dx"] = grads["dx"] - grads["du"]  # forgets the residual: u = x + attn hands du to x unchanged
     return grads
+""",
+    "14_dropout.ipynb": """
+def inverted_dropout(x, dy, draws, p, training=True):
+    if not training:
+        return x, dy
+    keep = draws >= p
+    return x * keep / (1 - p), dy * keep  # the backward forgets the 1 / (1 - p) its forward applied
+""",
+    "15_tokenisation_and_bpe.ipynb": """
+from collections import Counter
+
+
+def bpe_merge_step(seqs, new_id):
+    counts = Counter(pair for ids in seqs for pair in zip(ids, ids[1:]))
+    pair = counts.most_common(1)[0][0]  # a tie goes to the pair counted first, not to the smallest (left, right)
+    merged = []
+    for ids in seqs:
+        out, i = [], 0
+        while i < len(ids):
+            if ids[i:i + 2] == list(pair):
+                out.append(new_id)
+                i += 2
+            else:
+                out.append(ids[i])
+                i += 1
+        merged.append(out)
+    return pair, merged
+""",
+    "16_gpt2_from_hugging_face.ipynb": """
+from solutions import gpt2_to_minilm as solution  # the kernel runs in notebooks/
+
+
+def gpt2_to_minilm(hf_tensors, n_layer):
+    state = solution(hf_tensors, n_layer)
+    for i in range(n_layer):  # forgets the Conv1D transpose of the square attn.c_proj: every shape still fits
+        state[f"h.{i}.attn.out_proj.weight"] = hf_tensors[f"transformer.h.{i}.attn.c_proj.weight"]
+    return state
 """,
 }
 

@@ -1,0 +1,52 @@
+"""Notebooks 9 and 10 executed at full size: the course's trained GPT and every claim its text makes about it.
+
+    python benchmarks/course_full.py                 # about 3-4 minutes on 2 cores; writes nothing but notebooks/runs/
+
+The test suite executes the course with MINILM_COURSE_SIZE=small (notebooks/course_runs.py), so the claims
+that hold only for the full model (val loss under 2.0; GPT samples with at least 20 points more real words
+than the bigram's; no sharp previous-token head, the sharpest head reading the start of the word) are
+checked here, by the notebooks' own asserts. A failing cell fails the run and names the cell. Prints the
+lines each notebook's measuring cells print, for benchmarks/RESULTS.md.
+"""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbclient
+import nbformat
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+RUN = ("09_training_a_gpt.ipynb", "10_sampling_and_attention.ipynb")  # 10 reads the model 9 trains
+# the lines worth recording: what the measuring cells print
+KEEP = ("val loss over the whole", "words that occur", "top-p 0.9 keeps", "with the cache", "most weight on",
+        "the sharpest head")
+
+
+def execute(path):
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=900,
+                                     resources={"metadata": {"path": str(path.parent)}})
+    began = time.perf_counter()
+    try:
+        client.execute()
+    except nbclient.exceptions.CellExecutionError as err:
+        sys.exit(f"{path.name} failed at full size:\n{err}")
+    printed = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
+                      for out in cell.get("outputs", []))
+    return time.perf_counter() - began, [line for line in printed.splitlines() if line.startswith(KEEP)]
+
+
+def main():
+    os.environ.update(MINILM_COURSE_SIZE="full", MINILM_SOLUTIONS="1", MINILM_BACKEND="numpy", MPLBACKEND="Agg")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    for name in RUN:
+        seconds, lines = execute(NOTEBOOKS / name)
+        print(f"{name}: every cell passed at full size in {seconds:.0f} s")
+        for line in lines:
+            print(f"  {line}")
+
+
+if __name__ == "__main__":
+    main()
