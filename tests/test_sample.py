@@ -286,8 +286,8 @@ def test_tokenizer_types_are_named():
     assert tokenizer_from_dict(CharTokenizer("ab").to_dict()) == CharTokenizer("ab")
     bpe = BPETokenizer.train("abcabcabd " * 20, 260)
     assert tokenizer_from_dict(bpe.to_dict()) == bpe
-    with pytest.raises(ValueError, match="unknown tokenizer type 'wordpiece'"):
-        tokenizer_from_dict({"type": "wordpiece"})
+    with pytest.raises(ValueError, match="unknown tokenizer type 'sentencepiece'"):
+        tokenizer_from_dict({"type": "sentencepiece"})
 
 
 def run_command(argv, capsys):

@@ -16,8 +16,9 @@ from minilm.data.batching import (every_window, get_batch, next_token_pairs, ran
 from minilm.data.bpe import BPETokenizer
 from minilm.data.char_tokenizer import CharTokenizer
 from minilm.data.corpus import load_text, split
+from minilm.data.wordpiece import WordPieceTokenizer
 
-TOKENIZERS = {"char": CharTokenizer, "bpe": BPETokenizer}
+TOKENIZERS = {"char": CharTokenizer, "bpe": BPETokenizer, "wordpiece": WordPieceTokenizer}
 
 
 def tokenizer_from_dict(d):
@@ -28,5 +29,5 @@ def tokenizer_from_dict(d):
     return TOKENIZERS[kind].from_dict(d)
 
 
-__all__ = ["load_text", "split", "CharTokenizer", "BPETokenizer", "tokenizer_from_dict", "get_batch",
-           "every_window", "rng_from_state", "random_windows", "sequential_windows", "next_token_pairs"]
+__all__ = ["load_text", "split", "CharTokenizer", "BPETokenizer", "WordPieceTokenizer", "tokenizer_from_dict",
+           "get_batch", "every_window", "rng_from_state", "random_windows", "sequential_windows", "next_token_pairs"]
