@@ -20,8 +20,8 @@ import nbformat
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 RUN = ("09_training_a_gpt.ipynb", "10_sampling_and_attention.ipynb")  # 10 reads the model 9 trains
 # the lines worth recording: what the measuring cells print
-KEEP = ("val loss over the whole", "words that occur", "top-p 0.9 keeps", "with the cache", "most weight on",
-        "the sharpest head")
+KEEP = ("val loss over the whole", "words that occur", "after '", "the trained model,", "an untrained model,",
+        "most weight on", "the sharpest head")
 
 
 def execute(path):
