@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 from layer_checks import assert_close, assert_gradcheck, assert_matches_torch, randn
 from minilm import to_numpy
 from minilm.backend import CPU, asarray, backend_name
-from minilm.nn.activation import GELU, ReLU, gelu_exact, gelu_exact_grad, gelu_tanh, gelu_tanh_grad
+from minilm.nn.activation import GELU, ReLU, Tanh, gelu_exact, gelu_exact_grad, gelu_tanh, gelu_tanh_grad
+from minilm.verify.gradcheck import check_module
 from minilm.verify.tolerances import GRADCHECK
 
 B, T, C = 2, 3, 7  # all different, as everywhere in the suite
@@ -160,6 +161,56 @@ def test_relu_computes_in_input_dtype():
     layer = ReLU()
     x = randn(np.random.default_rng(5), B, T, C, dtype=np.float32)
     y = layer(x)
+    dx = layer.backward(asarray(np.ones((B, T, C), dtype=np.float32)))
+    assert y.dtype == np.float32 and dx.dtype == np.float32
+
+
+# --- Tanh --------------------------------------------------------------------------------------------------
+
+def test_tanh_gradcheck():
+    rng = np.random.default_rng(14)
+    report = assert_gradcheck(Tanh(), randn(rng, B, T, C, scale=1.5))  # into the bend, where tanh' = 1 - y² < 1
+    assert report.shapes["x"] == (B, T, C)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_tanh_matches_torch(dtype):
+    rng = np.random.default_rng(15)
+    assert_matches_torch(Tanh(), randn(rng, B, T, C, scale=3.0), dtype=dtype)
+
+
+@given(lead=lead_shapes(), c=st.integers(1, 9), seed=st.integers(0, 2**16))
+def test_tanh_any_shape(lead, c, seed):
+    rng = np.random.default_rng(seed)
+    x = randn(rng, *lead, c, scale=2.0)
+    assert_gradcheck(Tanh(), x)
+    assert_matches_torch(Tanh(), x, dtype="float64")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_tanh_saturates_without_overflow(dtype):
+    """tanh(±1e4) = ±1 exactly and tanh' = 1 - y² = 0 there, as torch's; no exp overflows on the way."""
+    x = asarray(np.array([-1e4, -30.0, 0.0, 30.0, 1e4], dtype=dtype))
+    pairs = assert_matches_torch(Tanh(), x, dtype=dtype)
+    np.testing.assert_array_equal(pairs["out"][0], [-1.0, -1.0, 0.0, 1.0, 1.0])
+    assert pairs["dinput0"][0][[0, 1, 3, 4]].tolist() == [0.0] * 4
+
+
+def test_tanh_planted_wrong_backward_is_caught():
+    """The pooler's classic slip: passing dy through as if tanh' were 1 (it is, only near 0)."""
+    class Forgetful(Tanh):
+        def backward(self, dy):
+            return dy
+
+    report = check_module(Forgetful(), randn(np.random.default_rng(16), B, T, C))
+    assert report.errors["x"] > 0.1
+
+
+def test_tanh_refuses_integer_input_and_keeps_the_dtype():
+    with pytest.raises(TypeError, match="Tanh expects a floating-point input, got dtype int64"):
+        Tanh()(asarray(np.arange(6, dtype=np.int64)))
+    layer = Tanh()
+    y = layer(randn(np.random.default_rng(17), B, T, C, dtype=np.float32))
     dx = layer.backward(asarray(np.ones((B, T, C), dtype=np.float32)))
     assert y.dtype == np.float32 and dx.dtype == np.float32
 

@@ -157,7 +157,7 @@ def test_json_has_a_row_for_every_layer_the_package_exports(full_report):
     exported = {name for name in nn.__all__ if inspect.isclass(getattr(nn, name))
                 and issubclass(getattr(nn, name), nn.Module) and name != "Module"}
     assert exported <= layers, f"not checked: {exported - layers}"
-    assert {"GPT", "SGD", "Adam", "AdamW"} <= layers
+    assert {"GPT", "BERT", "MLMHead", "Tanh", "SGD", "Adam", "AdamW"} <= layers
     names = [row["name"] for row in report["rows"]]
     assert "TransformerBlock (pre-LN)" in names and "TransformerBlock (post-LN)" in names
     mha = [row for row in report["rows"] if row["layer"] == "MultiHeadAttention"]
@@ -278,7 +278,9 @@ def test_planted_layer_norm_bug_fails_its_rows_only(monkeypatch, capsys):
     assert code == 1 and report["passed"] is False
     failed = {row["name"] for row in report["rows"] if row["result"] == "FAIL"}
     expected = {item.name for item in ITEMS if uses(item, LayerNorm)}
-    assert "LayerNorm" in expected and "GPT (2 layers, tied head)" in expected and len(expected) == 6
+    assert {"LayerNorm", "GPT (2 layers, tied head)", "MLM head", "BERT (MLM head)",
+            "BERT (classifier head)"} <= expected
+    assert len(expected) == 9  # + Embeddings and the three blocks
     assert failed == expected  # the layer and what is built on it; every other row still passes
     row = next(row for row in report["rows"] if row["name"] == "LayerNorm")
     assert row["fd_error"] > 1e-2  # off by order one, not by rounding
@@ -294,6 +296,31 @@ def test_planted_relu_bug_fails_that_row_only(monkeypatch, capsys):
     failed = [line.split()[0] for line in out.splitlines() if line.rstrip().endswith("FAIL")]
     assert failed == ["ReLU"]
     assert "1 failed: ReLU" in out and out.count("PASS") == len([i for i in ITEMS if i.layer in neighbours])
+
+
+def test_bert_rows_check_every_head_on_a_padded_batch_with_segments(full_report):
+    rows = {row["name"]: row for row in full_report[1]["rows"]}
+    for name, out in (("BERT (MLM head)", "(3, 7, 11)"), ("BERT (classifier head)", "(3, 5)")):
+        row = rows[name]
+        assert row["layer"] == "BERT" and row["fd_tol_name"] == "GRADCHECK['model']"
+        assert row["shapes"].startswith(f"ids, token_type_ids, attention_mask (3, 7) -> {out}")
+        differenced = set(row["errors"]["fd"])
+        assert {"embeddings.wte.weight", "embeddings.wtt.weight", "h.1.attn.in_proj_weight"} <= differenced
+    assert "mlm.decoder.bias" in rows["BERT (MLM head)"]["errors"]["fd"]
+    assert {"pooler.weight", "classifier.weight"} <= set(rows["BERT (classifier head)"]["errors"]["fd"])
+    assert rows["MLM head"]["layer"] == "MLMHead" and "decoder.weight" in rows["MLM head"]["errors"]["fd"]
+    assert rows["Tanh"]["formula"] == "y = tanh(x)"
+
+
+def test_planted_tanh_bug_fails_tanh_and_the_classifier_row_only(monkeypatch, capsys):
+    monkeypatch.setattr(nn.Tanh, "backward", lambda self, dy: dy)  # forgets tanh' = 1 - y²: the pooler's bug
+    code, report = run_json(["Tanh", "BERT", "MLMHead", "GELU"], capsys)
+    assert code == 1
+    failed = {row["name"] for row in report["rows"] if row["result"] == "FAIL"}
+    assert failed == {"Tanh", "BERT (classifier head)"}  # the MLM head has no pooler
+    row = next(row for row in report["rows"] if row["name"] == "BERT (classifier head)")
+    errors = row["errors"]["fd"]
+    assert errors["pooler.weight"] > 1e-2 and errors["classifier.weight"] < GRADCHECK["model"]  # below tanh only
 
 
 def test_a_backward_that_raises_is_a_failed_row(monkeypatch, capsys):

@@ -150,3 +150,72 @@ def test_computes_in_float32_by_default():
     layer.backward(randn(np.random.default_rng(9), B, T, C, dtype=np.float32))
     assert layer.weight.data.dtype == np.float32 and y.dtype == np.float32
     assert layer.weight.grad.dtype == np.float32
+
+
+# --- padding_idx (torch's): a row that starts at 0 and is never trained -----------------------------------------
+
+PAD = 4
+
+
+def test_padding_row_starts_at_zero_and_the_rest_of_the_table_is_unchanged():
+    plain, padded = Embedding(V, C, rng=0), Embedding(V, C, padding_idx=PAD, rng=0)
+    table, expected = to_numpy(padded.weight.data), to_numpy(plain.weight.data)
+    assert not table[PAD].any()
+    np.testing.assert_array_equal(np.delete(table, PAD, axis=0), np.delete(expected, PAD, axis=0))  # same draws
+
+
+def test_padding_row_gets_zero_gradient_and_every_other_row_the_usual_one():
+    rng = np.random.default_rng(10)
+    plain, padded = Embedding(V, C, rng=0).to("float64"), Embedding(V, C, padding_idx=PAD, rng=0).to("float64")
+    ids = asarray(np.array([[PAD, 1, PAD], [3, PAD, 1]]))  # the padding id three times, among others
+    dy = randn(rng, 2, 3, C)
+    for layer in (plain, padded):
+        layer(ids)
+        layer.backward(dy)
+    grad, expected = to_numpy(padded.weight.grad), to_numpy(plain.weight.grad)
+    assert not grad[PAD].any() and expected[PAD].any()
+    np.testing.assert_array_equal(np.delete(grad, PAD, axis=0), np.delete(expected, PAD, axis=0))
+
+
+def test_padding_idx_is_the_derivative_wherever_the_padding_id_is_absent():
+    """By rule the pad row's gradient is 0, which is the derivative only when the id is not looked up; then
+    finite differences agree everywhere (with it looked up they disagree on that row, by design)."""
+    rng = np.random.default_rng(11)
+    layer = Embedding(V, C, padding_idx=PAD, rng=rng)
+    assert_gradcheck(layer, asarray(np.array([[0, 1, 6], [6, 2, 0]])))
+    report = check_module(layer, asarray(np.array([[0, PAD, 6], [PAD, 2, 0]])))
+    assert report.errors["weight"] > 0.1  # the pad row's lookup is real, its gradient zero by rule
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_padding_idx_matches_torch(dtype):
+    rng = np.random.default_rng(12)
+    layer = Embedding(V, C, padding_idx=PAD, rng=rng)
+    ids = asarray(np.array([[PAD, 3, PAD, 6], [2, PAD, PAD, PAD], [5, 1, 0, 3]]))  # (3, 4), the pad id six times
+    pairs = assert_matches_torch(layer, ids, dtype=dtype)
+    assert not pairs["dweight"][0][PAD].any() and not pairs["dweight"][1][PAD].any()
+
+
+def test_a_loaded_nonzero_padding_row_is_used_and_never_trained_as_in_torch():
+    rng = np.random.default_rng(13)
+    layer = Embedding(V, C, padding_idx=PAD, rng=rng).to("float64")
+    layer.weight.data[PAD] = asarray(rng.standard_normal(C))  # a checkpoint may hold any row there
+    pairs = assert_matches_torch(layer, asarray(np.array([[PAD, 1], [PAD, PAD]])), dtype="float64")
+    np.testing.assert_array_equal(pairs["out"][0][0, 0], to_numpy(layer.weight.data)[PAD])
+    assert not pairs["dweight"][0][PAD].any()
+
+
+@given(lead=st.lists(st.integers(1, 4), min_size=1, max_size=3), vocab=st.integers(1, 9), dim=st.integers(1, 9),
+       pad=st.integers(0, 8), seed=st.integers(0, 2**16))
+def test_padding_idx_matches_torch_any_shape(lead, vocab, dim, pad, seed):
+    rng = np.random.default_rng(seed)
+    layer = Embedding(vocab, dim, padding_idx=pad % vocab, rng=rng)
+    pairs = assert_matches_torch(layer, token_ids(rng, *lead, vocab=vocab), dtype="float64")
+    assert not pairs["dweight"][0][pad % vocab].any()
+
+
+@pytest.mark.parametrize("bad", [7, 70, -1])
+def test_padding_idx_out_of_range_is_named(bad):
+    # torch would count -1 from the end; minilm refuses it rather than guess
+    with pytest.raises(ValueError, match=f"padding_idx {bad} out of range for num_embeddings 7"):
+        Embedding(V, C, padding_idx=bad)

@@ -75,3 +75,34 @@ def test_the_gpt_uses_it_under_gpt2_names():
     names = [name for name, _ in model.named_parameters()]
     assert names[:2] == ["wte.weight", "wpe.weight"] and not any("embeddings" in name for name in names)
     assert model.wte is model._embeddings.wte and model.drop is model._embeddings.drop
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_padding_idx_matches_torch_through_the_layer_norm(dtype):
+    """BERT's form with padding_idx: the [PAD] row is 0 at init, and its gradient stays 0 though LayerNorm mixes
+    every channel of every position, as in torch.nn.Embedding(padding_idx=...)."""
+    rng = np.random.default_rng(2)
+    pad = 3
+    layer = varied(Embeddings(V, C, MAX_LEN, type_vocab_size=TYPES, layer_norm=True, padding_idx=pad, rng=rng), rng)
+    assert not to_numpy(layer.wte.weight.data)[pad].any() and layer.wte.padding_idx == pad
+    tokens = ids(rng)
+    tokens[:, -2:] = pad  # trailing padding in both sequences
+    pairs = assert_matches_torch(layer, tokens, dtype=dtype, token_type_ids=ids(rng, TYPES))
+    ours, theirs = pairs["dwte.weight"]
+    assert not ours[pad].any() and not theirs[pad].any() and ours.any()
+
+
+def test_padding_idx_changes_only_the_pad_row_of_the_gradient():
+    rng = np.random.default_rng(3)
+    plain = Embeddings(V, C, MAX_LEN, layer_norm=True, rng=0).to("float64")
+    padded = Embeddings(V, C, MAX_LEN, layer_norm=True, padding_idx=0, rng=0).to("float64")
+    plain.wte.weight.data[0] = 0  # the same table, so the forwards are equal
+    tokens, dx = ids(rng), randn(rng, B, T, C)
+    tokens[0, 0] = 0
+    for layer in (plain, padded):
+        layer(tokens)
+        layer.backward(dx)
+    ours, expected = to_numpy(padded.wte.weight.grad), to_numpy(plain.wte.weight.grad)
+    assert not ours[0].any() and expected[0].any()
+    np.testing.assert_array_equal(ours[1:], expected[1:])
+    np.testing.assert_array_equal(to_numpy(padded.wpe.weight.grad), to_numpy(plain.wpe.weight.grad))

@@ -93,5 +93,5 @@ def test_the_command_line_names_its_model_family_and_objective(tmp_path, capsys)
             "--eval-iters", "1"]
     assert main(argv) == 0
     with pytest.raises(SystemExit):
-        main(["train", "--model", "bert"])  # not a registered family (yet): argparse names the choices
-    assert "invalid choice: 'bert'" in capsys.readouterr().err
+        main(["train", "--model", "toy"])  # not a registered family: argparse names the choices
+    assert "invalid choice: 'toy'" in capsys.readouterr().err

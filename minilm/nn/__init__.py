@@ -3,7 +3,7 @@
 May import: minilm.backend only. ``inference()`` is the switch under which forwards keep nothing for backward.
 """
 
-from minilm.nn.activation import GELU, ReLU
+from minilm.nn.activation import GELU, ReLU, Tanh
 from minilm.nn.attention import MultiHeadAttention, ScaledDotProductAttention, SelfAttention, scaled_dot_product_attention
 from minilm.nn.dropout import Dropout
 from minilm.nn.embedding import Embedding
@@ -20,7 +20,7 @@ from minilm.nn.transformer import TransformerBlock
 __all__ = [
     "Module", "Parameter", "inference",
     "Linear", "Embedding", "Embeddings", "SinusoidalPositionalEncoding", "LayerNorm", "Dropout",
-    "GELU", "ReLU", "Softmax", "LogSoftmax", "softmax", "log_softmax", "CrossEntropyLoss",
+    "GELU", "ReLU", "Tanh", "Softmax", "LogSoftmax", "softmax", "log_softmax", "CrossEntropyLoss",
     "scaled_dot_product_attention", "ScaledDotProductAttention", "SelfAttention", "MultiHeadAttention",
     "FeedForward", "TransformerBlock",
 ]

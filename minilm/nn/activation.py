@@ -1,4 +1,4 @@
-"""Element-wise activations: GELU (tanh and exact forms) and ReLU.
+"""Element-wise activations: GELU (tanh and exact forms), ReLU and Tanh.
 
 GELU, exact ("none"):   y = x Φ(x) = ½ x (1 + erf(x / √2))
           backward:     dx = dy ⊙ (Φ(x) + x φ(x)),   φ(x) = exp(-x²/2) / √(2π)   (product rule; Φ' = φ)
@@ -10,17 +10,19 @@ GELU, tanh ("tanh"):    y = ½ x (1 + tanh(u)),   u = √(2/π) (x + 0.044715 x�
           the exact form takes ~6x the tanh form's time forward and ~3.5x backward (benchmarks/RESULTS.md).
 ReLU:                   y = max(x, 0)
           backward:     dx = dy ⊙ [x > 0]   (the derivative at exactly 0 is taken as 0, as in torch)
+Tanh:                   y = tanh(x)
+          backward:     dx = dy ⊙ (1 - y²)   (BERT's pooler squashes the [CLS] vector with it)
 shapes:   x, y (..., C), any shape, e.g. (B, T, 4C) inside the feed-forward block
 dtype:    everything runs in the dtype of x (the constants are Python floats, which every array backend treats
           as weak scalars); integer inputs are refused, since they have no gradient.
 kept:     GELU keeps x and recomputes tanh / erf in backward, as llm.c does: storing t as well would add a
           second (B, T, 4C) array, the largest activation in the model, to save one tanh per element.
-          ReLU keeps only the boolean mask x > 0 (one byte per element, all backward needs).
+          ReLU keeps only the boolean mask x > 0 (one byte per element, all backward needs); Tanh keeps y.
 kernels:  each formula is written once as it reads above (``_gelu_tanh`` ...) and run through
           minilm.backend.fused: one kernel on the GPU; on NumPy the tanh form runs an in-place rewrite of
           the same maths, held to the formula by a parity test. The exact form runs as written on NumPy:
           erf is ~90% of its time, and an in-place rewrite measured only 4-9% faster.
-ref:      Hendrycks & Gimpel 2016, "Gaussian Error Linear Units", §2; torch.nn.GELU, torch.nn.ReLU
+ref:      Hendrycks & Gimpel 2016, "Gaussian Error Linear Units", §2; torch.nn.GELU, torch.nn.ReLU, torch.nn.Tanh
 """
 
 import math
@@ -139,3 +141,16 @@ class ReLU(Module):
     def backward(self, dy):
         # forward: y = max(x, 0)
         return xp.where(self.positive, dy, 0)  # (..., C)
+
+
+class Tanh(Module):
+    kept = ("y",)  # what backward reads; dropped under inference()
+
+    def forward(self, x):
+        _check_floating("Tanh", x)
+        self.y = xp.tanh(x)  # (..., C)
+        return self.y
+
+    def backward(self, dy):
+        # forward: y = tanh(x), and tanh' = 1 - tanh²
+        return dy * (1 - self.y * self.y)  # (..., C)

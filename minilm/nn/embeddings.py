@@ -10,6 +10,7 @@ backward: dx = dropout'(dx), then LN'(dx)
           dwte[v] = Σ_{b,t: ids = v} dx[b, t]               (scatter-adds: minilm.nn.embedding)
           ids are integers: no gradient, backward returns None. With sinusoids P is a constant.
 shapes:   ids, token_type_ids (B, T) integers; x (B, T, C); wte (V, C), wpe (max_len, C), wtt (type_vocab, C)
+padding:  padding_idx (BERT's [PAD] id) is wte's row that stays 0 and is never trained, as in torch.
 kept:     nothing of its own: each lookup keeps its ids, LayerNorm and dropout what they need.
 names:    the sublayers are wte, wpe, wtt, ln, drop; the GPT adopts them under its own top-level names
           (wte.weight, wpe.weight, as GPT-2), so its checkpoints and the Hugging Face map are unchanged.
@@ -26,12 +27,12 @@ from minilm.nn.positional import SinusoidalPositionalEncoding
 
 class Embeddings(Module):
     def __init__(self, vocab_size, d_model, max_len, pos="learned", type_vocab_size=0, layer_norm=False,
-                 layer_norm_eps=1e-5, dropout=0.0, rng=None):
+                 layer_norm_eps=1e-5, dropout=0.0, padding_idx=None, rng=None):
         if pos not in ("learned", "sinusoidal"):
             raise ValueError(f"pos must be 'learned' or 'sinusoidal', got {pos!r}")
         rng = host_rng(rng)
         self.pos, self.max_len = pos, max_len
-        self.wte = Embedding(vocab_size, d_model, rng=rng)
+        self.wte = Embedding(vocab_size, d_model, padding_idx=padding_idx, rng=rng)
         self.wpe = Embedding(max_len, d_model, rng=rng) if pos == "learned" else \
             SinusoidalPositionalEncoding(max_len, d_model)
         self.wtt = Embedding(type_vocab_size, d_model, rng=rng) if type_vocab_size else None

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from minilm.backend import asarray, is_floating, to_numpy
+from minilm.verify.reference.bert import BERTTwin, MLMHeadTwin
 from minilm.verify.reference.blocks import DecoderLayerTwin, GPTTwin, TransformerBlockTwin
 from minilm.verify.reference.layers import (CrossEntropyTwin, EmbeddingsTwin, FeedForwardTwin, LogSoftmaxTwin,
                                      MultiheadAttentionTwin, ScaledDotProductAttentionTwin, SelfAttentionTwin,
@@ -29,13 +30,15 @@ def _build_twin(module):
     if kind == "Linear":
         return torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
     if kind == "Embedding":
-        return torch.nn.Embedding(module.num_embeddings, module.embedding_dim)
+        return torch.nn.Embedding(module.num_embeddings, module.embedding_dim, padding_idx=module.padding_idx)
     if kind == "LayerNorm":
         return torch.nn.LayerNorm(module.normalized_shape, eps=module.eps)
     if kind == "GELU":
         return torch.nn.GELU(approximate=module.approximate)
     if kind == "ReLU":
         return torch.nn.ReLU()
+    if kind == "Tanh":
+        return torch.nn.Tanh()
     if kind == "Softmax":
         return torch.nn.Softmax(dim=module.axis)
     if kind == "LogSoftmax":
@@ -62,6 +65,10 @@ def _build_twin(module):
         return EmbeddingsTwin(module)
     if kind == "GPT":
         return GPTTwin(module)
+    if kind == "MLMHead":
+        return MLMHeadTwin(module)
+    if kind == "BERT":
+        return BERTTwin(module)
     raise TypeError(f"no PyTorch twin for {kind}")
 
 
@@ -85,7 +92,8 @@ def compare(module, *inputs, seed=0, **kwargs):
     """Run ``module`` and its twin forward and backward on the same inputs and upstream gradient.
 
     Returns {name: (minilm array, torch array)} for "out", each floating input (named "d" + its position,
-    e.g. "dinput0") and each parameter gradient ("d" + dotted name), all as NumPy arrays.
+    e.g. "dinput0") and each parameter gradient ("d" + dotted name), all as NumPy arrays; a parameter without
+    a gradient on a side (one the output does not use, as BertModel's pooler) counts as zeros there.
     """
     dtype = next((to_torch(x).dtype for x in inputs if is_floating(x)), None)
     reference = twin(module, dtype=dtype)
@@ -108,8 +116,11 @@ def compare(module, *inputs, seed=0, **kwargs):
         pairs[f"dinput{i}"] = (to_numpy(dx), x.grad.numpy())
     torch_params = dict(reference.named_parameters())
     for name, param in module.named_parameters():
-        grad = param.grad if param.grad is not None else np.zeros(param.shape)
-        pairs[f"d{name}"] = (to_numpy(grad), torch_params[name].grad.numpy())
+        # a parameter the output does not use (BertModel's pooler) has no gradient on either side: zeros
+        unused = np.zeros(param.shape, dtype=param.data.dtype)
+        theirs = torch_params[name].grad
+        pairs[f"d{name}"] = (to_numpy(param.grad) if param.grad is not None else unused,
+                             theirs.numpy() if theirs is not None else unused)
     return pairs
 
 

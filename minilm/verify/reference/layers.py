@@ -121,7 +121,7 @@ class EmbeddingsTwin(torch.nn.Module):
     def __init__(self, emb):
         super().__init__()
         C, self.learned = emb.wte.embedding_dim, emb.pos == "learned"
-        self.wte = torch.nn.Embedding(emb.wte.num_embeddings, C)
+        self.wte = torch.nn.Embedding(emb.wte.num_embeddings, C, padding_idx=emb.wte.padding_idx)
         self.wpe = torch.nn.Embedding(emb.max_len, C) if self.learned else SinusoidalTwin(emb.max_len, C)
         self.wtt = torch.nn.Embedding(emb.wtt.num_embeddings, C) if emb.wtt is not None else None
         self.ln = torch.nn.LayerNorm(C, eps=emb.ln.eps) if emb.ln is not None else None
