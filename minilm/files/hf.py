@@ -22,23 +22,18 @@ ref:      transformers' models/gpt2/modeling_gpt2.py and pytorch_utils.Conv1D; R
 
 import dataclasses
 import json
-import os
-import secrets
-import shutil
 from pathlib import Path
 
 import numpy as np
-import safetensors
 import safetensors.numpy
 
 from minilm.backend import to_numpy
-from minilm.atomic import fsync_dir, refuse_to_replace, write_file
-from minilm.files.checkpoint import _swap_in  # the checkpoint's replace-a-folder protocol, reused for --overwrite
 from minilm.data.bpe import BPETokenizer
+# the folder's files, shared with hf_bert.py; imported here too, so their old minilm.files.hf paths keep working
+from minilm.files.hf_folder import CONFIG, INDEX, WEIGHTS, check_export_path, read_folder, write_export  # noqa: F401
 from minilm.models.gpt import GPT, GPTConfig
 from minilm.nn.normalization import LayerNorm
 
-CONFIG, WEIGHTS, INDEX = "config.json", "model.safetensors", "model.safetensors.index.json"
 PREFIX = "transformer."
 MASK_BUFFERS = (".attn.bias", ".attn.masked_bias")  # the causal mask stored as a tensor: skipped
 HEAD = "lm_head.weight"
@@ -181,48 +176,6 @@ def minilm_state(arrays, model, where):
     return state
 
 
-def _read_json(file):
-    try:
-        obj = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{file} is not valid JSON ({err})") from err
-    if isinstance(obj, dict):
-        return obj
-    raise ValueError(f"{file} must hold a JSON object, got {type(obj).__name__}")
-
-
-def _read_safetensors(file):
-    try:
-        return safetensors.numpy.load_file(file)
-    except safetensors.SafetensorError as err:
-        raise ValueError(f"{file} is truncated or corrupt ({err})") from err
-    except TypeError as err:  # bfloat16: NumPy has no such dtype
-        raise ValueError(f"{file} holds a dtype NumPy cannot read ({err}); save it as float32") from err
-
-
-def read_folder(path):
-    """(config.json dict, Hugging Face name -> NumPy array) of a local Hugging Face model folder."""
-    folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is a file, not a Hugging Face model folder")
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Hugging Face model folder {folder} does not exist")
-    if not (folder / CONFIG).is_file():
-        raise FileNotFoundError(f"{folder} has no {CONFIG}: not a Hugging Face model folder")
-    config = _read_json(folder / CONFIG)
-    if (folder / WEIGHTS).is_file():
-        return config, _read_safetensors(folder / WEIGHTS)
-    if (folder / INDEX).is_file():  # sharded: the index maps each name to the shard file holding it
-        shards = _read_json(folder / INDEX).get("weight_map")
-        if not isinstance(shards, dict):
-            raise ValueError(f"{folder / INDEX} has no weight_map")
-        arrays = {}
-        for shard in sorted(set(shards.values())):
-            arrays.update(_read_safetensors(folder / shard))
-        return config, arrays
-    raise FileNotFoundError(f"{folder} has no {WEIGHTS} (minilm reads safetensors only, never pickled .bin files)")
-
-
 def load_gpt2(path, dtype="float32", *, rng=None, dropout=None):
     """The GPT held by the Hugging Face GPT-2 folder ``path``, in ``dtype``, in eval mode (as from_pretrained).
 
@@ -238,23 +191,6 @@ def load_gpt2(path, dtype="float32", *, rng=None, dropout=None):
     return model.eval()
 
 
-def check_export_path(path, overwrite=False):
-    """FileExistsError unless ``path`` may receive an export: absent or an empty folder, or with ``overwrite``
-    an earlier export (a folder holding config.json and weights). Anything else, a file or a folder of other
-    things, is refused even with ``overwrite``: an export must never eat user files."""
-    path = Path(path)
-    if path.name in ("", ".", ".."):
-        raise ValueError(f"export path must name a folder, got {str(path)!r}")
-    refuse_to_replace(path, overwrite, what="Hugging Face GPT-2 folder")  # the one --overwrite rule
-    if not path.is_symlink() and (not path.exists() or path.is_dir() and not any(path.iterdir())):
-        return
-    if path.is_symlink() or not path.is_dir():
-        raise FileExistsError(f"{path} exists and is not a folder; refusing to replace it with an export")
-    if not ((path / CONFIG).is_file() and ((path / WEIGHTS).is_file() or (path / INDEX).is_file())):
-        raise FileExistsError(f"{path} is not a Hugging Face model folder (no {CONFIG} and {WEIGHTS}); "
-                              "refusing to replace it with an export")
-
-
 def save_gpt2(model, path, tokenizer=None, overwrite=False):
     """Write ``model`` (and a BPE ``tokenizer`` as vocab.json + merges.txt) as a Hugging Face GPT-2 folder that
     GPT2LMHeadModel.from_pretrained(path) opens. ``path``: as ``check_export_path`` allows.
@@ -262,28 +198,11 @@ def save_gpt2(model, path, tokenizer=None, overwrite=False):
     Atomic: the files go into a temp folder beside ``path``, renamed to ``path`` once complete; an earlier
     export is replaced whole by the checkpoint's swap (a kill mid-swap leaves it at <path>.previous).
     """
-    path = Path(path)
     files = {CONFIG: (json.dumps(hf_config(model), indent=2) + "\n").encode(),
              WEIGHTS: safetensors.numpy.save(hf_state(model), metadata={"format": "pt"})}
-    check_export_path(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    os.mkdir(tmp, 0o777)  # the umask applies
-    try:
-        for name, data in files.items():
-            write_file(tmp / name, data)  # 0644 under umask 022, fsynced
-        if tokenizer is not None:
-            tokenizer.save_gpt2_files(tmp / "vocab.json", tmp / "merges.txt")
-        fsync_dir(tmp)
-        if overwrite:
-            _swap_in(tmp, path)  # path -> path.previous, tmp -> path, remove path.previous
-        else:
-            os.rename(tmp, path)  # replaces an empty folder; ENOTEMPTY if another process filled it meanwhile
-    except BaseException:  # a failed export (disk full, Ctrl-C) leaves no temp folder behind
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    fsync_dir(path.parent)
-    return path
+    extra = None if tokenizer is None else (
+        lambda tmp: tokenizer.save_gpt2_files(tmp / "vocab.json", tmp / "merges.txt"))
+    return write_export(path, files, overwrite, "Hugging Face GPT-2 folder", extra)
 
 
 def gpt2_tokenizer(folder):
