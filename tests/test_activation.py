@@ -6,7 +6,9 @@ from hypothesis import strategies as st
 from layer_checks import assert_close, assert_gradcheck, assert_matches_torch, randn
 from minilm import to_numpy
 from minilm.backend import CPU, asarray, backend_name
-from minilm.nn.activation import GELU, ReLU, Tanh, gelu_exact, gelu_exact_grad, gelu_tanh, gelu_tanh_grad
+from minilm.nn import inference
+from minilm.nn.activation import (GELU, ReLU, Tanh, gelu_exact, gelu_exact_grad, gelu_exact_grad_from_cdf, gelu_tanh,
+                                  gelu_tanh_grad, normal_cdf)
 from minilm.verify.gradcheck import check_module
 from minilm.verify.tolerances import GRADCHECK
 
@@ -216,8 +218,10 @@ def test_tanh_refuses_integer_input_and_keeps_the_dtype():
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("kernel, arity", [(gelu_tanh, 1), (gelu_tanh_grad, 2), (gelu_exact, 1), (gelu_exact_grad, 2)],
-                         ids=["gelu_tanh", "gelu_tanh_grad", "gelu_exact", "gelu_exact_grad"])
+@pytest.mark.parametrize("kernel, arity", [(gelu_tanh, 1), (gelu_tanh_grad, 2), (gelu_exact, 1), (gelu_exact_grad, 2),
+                                           (normal_cdf, 1), (gelu_exact_grad_from_cdf, 3)],
+                         ids=["gelu_tanh", "gelu_tanh_grad", "gelu_exact", "gelu_exact_grad", "normal_cdf",
+                              "gelu_exact_grad_from_cdf"])
 def test_each_kernel_equals_its_formula_as_written(kernel, arity, dtype):
     """NumPy: the in-place rewrite against the one-line formula. GPU: the fused kernel against the formula
     run operator by operator. Either way the same maths, so only rounding may differ; and the dtype holds."""
@@ -230,3 +234,18 @@ def test_each_kernel_equals_its_formula_as_written(kernel, arity, dtype):
     expected = to_numpy(expected)
     assert_close(got, expected, dtype, "the fast form against its formula")
 
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_exact_form_keeps_phi_and_its_backward_equals_the_formula_that_recomputes_it(dtype):
+    """The kept Φ(x) changes where erf is computed, not the answer: forward and backward against the
+    one-line formulas (which call erf themselves), and Φ is dropped under inference like x."""
+    rng = np.random.default_rng(5)
+    x, dy = randn(rng, 3, 5, 16, dtype=dtype, scale=3.0), randn(rng, 3, 5, 16, dtype=dtype)
+    layer = GELU("none")
+    y = layer(x)
+    assert_close(y, to_numpy(gelu_exact.expression(x)), dtype, "x Φ(x) with Φ kept")
+    assert_close(layer.backward(dy), to_numpy(gelu_exact_grad.expression(x, dy)), dtype, "backward from the kept Φ")
+    with inference():
+        layer(x)
+    assert "cdf" not in vars(layer) and "x" not in vars(layer)
