@@ -44,7 +44,7 @@ def finished_model(size=SIZE):
         return None
     model, tokenizer, ckpt = load_model(latest)
     finished = ckpt.train_state is not None and ckpt.train_state.get("step") == cfg.max_iters
-    same = model.config == model_config(shape, cfg, tokenizer.vocab_size)
+    same = model.config == model_config(shape, cfg, tokenizer)
     return (model, tokenizer) if finished and same else None
 
 

@@ -1,10 +1,13 @@
 """The ``minilm`` command: this dispatcher, and one module per command that is only a command line
-(train.py, sample.py, hf.py); check and attention keep theirs beside the code they drive (verify, viz).
+(train.py, sample.py, hf.py, finetune.py, encoder.py); check and attention keep theirs beside the code they
+drive (verify, viz).
 
-    minilm train   [--preset cpu|gpu] [--max-iters N] ...   train a GPT, checkpointing as it goes
+    minilm train   [--model gpt|bert] [--max-iters N] ...   train a GPT (or a BERT), checkpointing as it goes
     minilm sample  --ckpt DIR --prompt TEXT ...              generate text from a checkpoint
     minilm check   [LAYER ...]                               verify every formula (finite differences, PyTorch)
-    minilm export / import-hf                                GPT-2 weights in the Hugging Face layout
+    minilm export / import-hf                                GPT-2 and BERT weights in the Hugging Face layout
+    minilm finetune --init-from CKPT --task NAME|FILE        fine-tune a BERT classifier, beside the baselines
+    minilm classify / fill-mask / embed --ckpt DIR TEXT ...  use a BERT: labels, masked tokens, hidden states
 
 Exit codes: 0 success; 1 a check that failed (``minilm check``); 2 bad usage or bad input (an unknown
 option, a number out of range, a missing file, a corrupt checkpoint, a full disk), with one line on stderr
@@ -29,6 +32,10 @@ COMMANDS = {
     "attention": ("minilm.viz.figures", "add_attention_arguments", "run_attention"),
     "export": ("minilm.cli.hf", "add_export_arguments", "run_export"),
     "import-hf": ("minilm.cli.hf", "add_import_arguments", "run_import"),
+    "finetune": ("minilm.cli.finetune", "add_arguments", "run"),
+    "classify": ("minilm.cli.encoder", "add_classify_arguments", "run_classify"),
+    "fill-mask": ("minilm.cli.encoder", "add_fill_mask_arguments", "run_fill_mask"),
+    "embed": ("minilm.cli.encoder", "add_embed_arguments", "run_embed"),
 }
 POSITIVE = math.ulp(0.0)  # the smallest float above 0: ``bounded(float, POSITIVE)`` means "> 0"
 

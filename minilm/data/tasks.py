@@ -50,6 +50,17 @@ class Task:
         return Task(self.name, self.label_names, pick(self.texts), pick(self.labels), pick(self.text_pairs),
                     pick(self.groups))
 
+    def relabel(self, label_names):
+        """This task with its labels numbered as in ``label_names`` (a classifier's, which may have more); a
+        ValueError naming the labels outside it."""
+        unknown = [name for name in self.label_names if name not in label_names]
+        if unknown:
+            raise ValueError(f"task {self.name!r} has labels outside the classifier's label set "
+                             f"{list(label_names)}: {unknown[:5]}")
+        index = {name: k for k, name in enumerate(label_names)}
+        return Task(self.name, list(label_names), self.texts, [index[self.label_names[k]] for k in self.labels],
+                    self.text_pairs, self.groups)
+
     def split(self):
         """(train, held-out): the groups numbered 9, 19, 29 ... held out (every HOLD_OUT_EVERY-th)."""
         held = [i for i, g in enumerate(self.groups) if g % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1]
@@ -151,10 +162,7 @@ def load_task(name_or_path, label_names=None):
     """A named task (TASKS) or a task file; label_names as read_task_file's."""
     if name_or_path in TASKS:
         task = TASKS[name_or_path]()
-        if label_names is not None and list(label_names) != task.label_names:
-            raise ValueError(f"task {name_or_path!r} has the labels {task.label_names}, the classifier "
-                             f"{list(label_names)}")
-        return task
+        return task if label_names is None else task.relabel(label_names)
     return read_task_file(name_or_path, label_names)
 
 

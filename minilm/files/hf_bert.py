@@ -3,8 +3,9 @@
 folder:   config.json, model.safetensors (hf_folder reads them, sharded or not, and refuses pickled .bin files),
           vocab.txt and tokenizer_config.json. config.json's "architectures" names the head: BertForMaskedLM
           -> "mlm" (BertForPreTraining too, read as its masked-LM half), BertForSequenceClassification -> "cls"
-          (num_labels = len(id2label)), BertModel -> "none". A head model's encoder names start "bert.", a
-          bare BertModel's do not; either is read as either.
+          (num_labels = len(id2label), its names label_names), BertModel -> "none" (hf_bert_config.py reads and
+          writes config.json). A head model's encoder names start "bert.", a bare BertModel's do not; either is
+          read as either.
 names:    name_map(n_layer, head) is the whole correspondence. Every BERT matrix is a torch Linear (out, in),
           as minilm's, so nothing is transposed (GPT-2's Conv1D is); the one reshaping is attention:
           transformers keeps query, key and value as three (C, C) Linears, minilm one in_proj_weight (3C, C)
@@ -16,14 +17,11 @@ skipped:  what the model built has no place for: the next-sentence head cls.seq_
           tensor is an error, as is a missing one. Old files' LayerNorm.gamma / .beta read as weight / bias.
 head=:    load_bert(head=...) builds another head than the folder's (to fine-tune an encoder): head tensors
           the folder lacks keep BERT's init from rng, as from_pretrained does; the encoder must be complete.
-refusals: config_from_hf names the field and value minilm's BERT cannot build: an activation but the erf GELU,
-          relative positions, a decoder or cross-attention, an untied MLM decoder, dropouts that differ (minilm
-          has one p; load_bert(dropout=p) sets them all), a regression or multi-label problem_type.
+refusals: config_from_hf (hf_bert_config.py) names the field and value minilm's BERT cannot build.
 ref:      transformers' models/bert/modeling_bert.py and configuration_bert.py; Devlin et al. 2019 (BERT)
 """
 
 import json
-import numbers
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +30,11 @@ import safetensors.numpy
 from minilm.backend import to_numpy
 from minilm.data.wordpiece import WordPieceTokenizer
 from minilm.files.hf_folder import CONFIG, WEIGHTS, read_folder, read_json, write_export
-from minilm.models.bert import BERT, BERTConfig
-from minilm.nn.normalization import LayerNorm
+from minilm.files.hf_bert_config import (ARCHITECTURES, EXPORTED_AS, MUST_BE, SIZES, config_from_hf,  # noqa: F401
+                                          folder_head, hf_config)
+from minilm.models.bert import BERT
 
 PREFIX = "bert."  # the encoder's names inside a model with a head
-ARCHITECTURES = {"BertForMaskedLM": "mlm", "BertForPreTraining": "mlm", "BertForSequenceClassification": "cls",
-                 "BertModel": "none"}
-EXPORTED_AS = {"mlm": "BertForMaskedLM", "cls": "BertForSequenceClassification", "none": "BertModel"}
 VOCAB, TOKENIZER_CONFIG = "vocab.txt", "tokenizer_config.json"
 TOKENIZER_OPTIONS = ("do_lower_case", "strip_accents", "tokenize_chinese_chars")
 
@@ -82,19 +78,6 @@ TIED = (("cls.predictions.decoder.weight", "embeddings.wte.weight"),  # (file na
 ALWAYS_SKIPPED = ("embeddings.position_ids", "embeddings.token_type_ids", "cls.seq_relationship.")
 SKIPPED = {"mlm": ("pooler.",), "cls": ("cls.predictions.",), "none": ("cls.predictions.", "classifier.")}
 
-# config.json field -> (values minilm can build, BertConfig's default, why the others cannot be)
-MUST_BE = {
-    "model_type": (("bert",), "bert", "not a BERT config"),
-    "hidden_act": (("gelu",), "gelu", "minilm's BERT uses the exact (erf) GELU, transformers' \"gelu\""),
-    "position_embedding_type": (("absolute",), "absolute", "minilm's BERT learns absolute positions only"),
-    "is_decoder": ((False,), False, "minilm's BERT is an encoder, without a causal mask"),
-    "add_cross_attention": ((False,), False, "minilm's BERT has no cross-attention"),
-    "problem_type": ((None, "single_label_classification"), None,
-                     "minilm trains a classifier with single-label cross-entropy only"),
-}
-SIZES = {"vocab_size": "vocab_size", "max_position_embeddings": "block_size", "num_hidden_layers": "n_layer",
-         "num_attention_heads": "n_head", "hidden_size": "n_embd", "intermediate_size": "d_ff",
-         "type_vocab_size": "type_vocab_size", "pad_token_id": "pad_token_id"}  # config.json -> BERTConfig
 
 
 def name_map(n_layer, head):
@@ -106,94 +89,6 @@ def name_map(n_layer, head):
     rows += POOLER if head != "mlm" else ()
     prefix = "" if head == "none" else PREFIX
     return [(tuple(prefix + t for t in theirs), ours) for theirs, ours in rows] + list(HEADS[head])
-
-
-def folder_head(hf, strict=True):
-    """The head config.json's "architectures" names; when minilm has none such, a ValueError naming the field
-    (strict) or None."""
-    names = hf.get("architectures")
-    if isinstance(names, list) and len(names) == 1 and names[0] in ARCHITECTURES:
-        return ARCHITECTURES[names[0]]
-    if not strict:
-        return None
-    raise ValueError(f"config.json architectures={names!r} cannot be imported: minilm's BERT is one of "
-                     f"{', '.join(ARCHITECTURES)} (or pass head= to choose the head)")
-
-
-def _integer(field, value, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"config.json {field} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def config_from_hf(hf, head=None, num_labels=None, dropout=None):
-    """The BERTConfig of a config.json dict; ValueError naming a field minilm cannot build.
-
-    head, num_labels: None takes them from the config (architectures, id2label); dropout: None takes the
-    config's, which must then agree, a float replaces them all.
-    """
-    for field, (allowed, default, why) in MUST_BE.items():
-        value = hf.get(field, default)
-        if value not in allowed or isinstance(value, bool) != isinstance(allowed[0], bool):
-            raise ValueError(f"config.json {field}={value!r} cannot be imported: {why}")
-    head = folder_head(hf) if head is None else head
-    if head == "mlm" and hf.get("tie_word_embeddings", True) is not True:
-        raise ValueError(f"config.json tie_word_embeddings={hf['tie_word_embeddings']!r} cannot be imported: "
-                         "minilm's MLM decoder is the word embedding matrix itself")
-    sizes = {ours: _integer(field, hf.get(field), 0 if field == "pad_token_id" else 1)
-             for field, ours in SIZES.items()}
-    if sizes["n_embd"] % sizes["n_head"]:
-        raise ValueError(f"config.json hidden_size={sizes['n_embd']} is not divisible by "
-                         f"num_attention_heads={sizes['n_head']}")
-    if sizes["pad_token_id"] >= sizes["vocab_size"]:
-        raise ValueError(f"config.json pad_token_id={sizes['pad_token_id']} is out of range for "
-                         f"vocab_size={sizes['vocab_size']}")
-    if sizes["d_ff"] == 4 * sizes["n_embd"]:
-        sizes["d_ff"] = 0  # BERTConfig's way of saying the usual 4C
-    probs = {field: hf.get(field, 0.1) for field in ("hidden_dropout_prob", "attention_probs_dropout_prob")}
-    if hf.get("classifier_dropout") is not None:  # None: the classifier uses hidden_dropout_prob
-        probs["classifier_dropout"] = hf["classifier_dropout"]
-    for field, p in probs.items():
-        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
-            raise ValueError(f"config.json {field} must be a probability in [0, 1), got {p!r}")
-    if dropout is None:
-        for field, p in probs.items():
-            if p != probs["hidden_dropout_prob"] and (head == "cls" or field != "classifier_dropout"):
-                raise ValueError(f"config.json {field}={p!r} cannot be imported: it differs from hidden_dropout_prob="
-                                 f"{probs['hidden_dropout_prob']!r}, and minilm's BERT has one dropout probability "
-                                 "(pass dropout= to set one for all)")
-        dropout = float(probs["hidden_dropout_prob"])
-    eps = hf.get("layer_norm_eps", 1e-12)
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
-        raise ValueError(f"config.json layer_norm_eps must be a positive number, got {eps!r}")
-    if num_labels is None:  # transformers counts the labels in id2label; num_labels is an older spelling
-        labels = hf.get("id2label")
-        num_labels = len(labels) if isinstance(labels, dict) and labels else hf.get("num_labels", 2)
-        num_labels = _integer("num_labels", num_labels, 1)
-    return BERTConfig(**sizes, dropout=dropout, layer_norm_eps=float(eps), head=head, num_labels=num_labels)
-
-
-def hf_config(model):
-    """The config.json dict of ``model`` for transformers' BertForMaskedLM / ...SequenceClassification / BertModel."""
-    cfg = model.config
-    eps = sorted({m.eps for _, m in model.named_modules() if isinstance(m, LayerNorm)})
-    if eps != [cfg.layer_norm_eps]:  # an eps set by hand on a module, which the config would not carry
-        raise ValueError(f"BERT has one layer_norm_eps, the config's {cfg.layer_norm_eps}, "
-                         f"but this model's LayerNorms use {eps}")
-    config = {
-        "architectures": [EXPORTED_AS[cfg.head]], "model_type": "bert",
-        "vocab_size": cfg.vocab_size, "hidden_size": cfg.n_embd, "num_hidden_layers": cfg.n_layer,
-        "num_attention_heads": cfg.n_head, "intermediate_size": cfg.ff_width, "hidden_act": "gelu",
-        "hidden_dropout_prob": cfg.dropout, "attention_probs_dropout_prob": cfg.dropout, "classifier_dropout": None,
-        "max_position_embeddings": cfg.block_size, "type_vocab_size": cfg.type_vocab_size,
-        "initializer_range": 0.02, "layer_norm_eps": float(cfg.layer_norm_eps), "pad_token_id": cfg.pad_token_id,
-        "position_embedding_type": "absolute", "is_decoder": False, "add_cross_attention": False,
-        "tie_word_embeddings": True, "use_cache": True, "dtype": str(model.embeddings.wte.weight.data.dtype),
-    }
-    if cfg.head == "cls":  # transformers counts the labels from id2label
-        config["id2label"] = {str(k): f"LABEL_{k}" for k in range(cfg.num_labels)}
-        config["label2id"] = {f"LABEL_{k}": k for k in range(cfg.num_labels)}
-    return config
 
 
 def hf_state(model):

@@ -53,6 +53,7 @@ class BERTConfig:
     pad_token_id: int = 0  # the [PAD] id: its embedding row is 0 and never trained
     head: str = "mlm"  # "mlm" (BertForMaskedLM), "cls" (BertForSequenceClassification) or "none" (BertModel)
     num_labels: int = 2  # classes of the "cls" head
+    label_names: list = None  # class k's name is label_names[k] (a fine-tuned classifier's); None: unnamed
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "type_vocab_size", "num_labels"):
@@ -70,6 +71,13 @@ class BERTConfig:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        names = self.label_names
+        if names is not None:
+            if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names):
+                raise ValueError(f"label_names must be a list of non-empty strings, got {names!r}")
+            if len(set(names)) != len(names) or len(names) != self.num_labels:
+                raise ValueError(f"label_names must be num_labels={self.num_labels} distinct names, got {names!r}")
+            self.label_names = list(names)
         eps = self.layer_norm_eps
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
             raise ValueError(f"layer_norm_eps must be positive, got {eps!r}")

@@ -1,9 +1,12 @@
 """Training and sampling: the loop every framework hides, written out.
 
-objectives.py  what a model learns to predict: (inputs, targets) batches (causal LM now)
-config.py      TrainConfig (the run), the presets (a run and a model shape)
-trainer.py     the Trainer: schedule, clipping, AdamW, evaluation, checkpoints
+objectives.py  what a model learns to predict: (inputs, targets) batches (causal LM for a GPT, masked LM for a BERT,
+               classification for a fine-tuned BERT)
+config.py      TrainConfig (the run), the presets (a run and a model shape) per model type
+trainer.py     the Trainer: schedule, clipping, AdamW, evaluation, checkpoints; evaluation.py  loss and metric on a split
 run_state.py   what a resume keeps and may change; memory.py  will the run fit, before it starts
+finetune.py    the FineTuner: the Trainer on a labelled task; heads.py  an encoder under a new head
+baselines.py   chance, majority and bag-of-words accuracy beside a classifier's
 sampling.py    temperature, top-k and top-p sampling over a key/value cache
 
 May import: minilm.backend, minilm.atomic, minilm.nn, minilm.models, minilm.optim, minilm.data, minilm.files.

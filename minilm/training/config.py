@@ -1,26 +1,29 @@
-"""What a run is made of: TrainConfig (the run), the model's shape (a GPTConfig), and the presets pairing them.
+"""What a run is made of: TrainConfig (the run), the model's shape (a GPTConfig or BERTConfig), and the presets
+pairing them, per model type.
 
-The command line is built from these two dataclasses (minilm.cli.train): each field's end-of-line comment is
-its option's help, and the CPU preset's value its default.
+The command line is built from these dataclasses (minilm.cli.train): each field's end-of-line comment is its
+option's help, and the CPU preset's value its default. A model's options are its config's fields less
+NOT_OPTIONS, which the tokenizer, the run and the objective decide.
 """
 
 import dataclasses
 from dataclasses import dataclass
 
 from minilm.backend import GPU
-from minilm.models import GPTConfig
+from minilm.models import MODELS, BERTConfig, GPTConfig
 
 
 @dataclass
 class TrainConfig:
-    """The run: its data and tokenizer, optimisation, evaluation and output (the model's shape is a GPTConfig)."""
+    """The run: its data and tokenizer, optimisation, evaluation and output (the model's shape is a GPTConfig or
+    a BERTConfig)."""
 
     data: str = None  # a UTF-8 text file or a folder of .txt files; None: the embedded tiny Shakespeare
     out: str = "out"  # where OUT/latest and OUT/best checkpoints go
     resume: bool = False  # continue from OUT/latest: its model, data, optimiser, schedule and random state
     overwrite: bool = False  # let a new run replace checkpoints already in OUT (otherwise it refuses)
     backend: str = None  # "numpy" (the CPU) or the GPU backend (see minilm.backend); None: MINILM_BACKEND or numpy
-    seed: int = 1337  # seeds the initial weights, the batches and dropout
+    seed: int = 1337  # seeds the initial weights, the batches (and their masks) and dropout
     init_from: str = None  # a Hugging Face GPT-2 folder to fine-tune (its weights and tokenizer); None: a new model
     tokenizer: str = "char"  # "char" (one token per character, as nanoGPT) or "bpe" (byte-level BPE trained on the data)
     vocab_size: int = 1000  # tokens in a BPE vocabulary (a char vocabulary is every distinct character)
@@ -40,12 +43,12 @@ class TrainConfig:
     # evaluation and output
     eval_interval: int = 250  # steps between loss estimates and checkpoints
     eval_iters: int = 20  # batches per loss estimate (per split)
-    sample_tokens: int = 300  # characters of text printed at the end; 0 prints none
+    sample_tokens: int = 300  # characters of text printed at the end (a masked LM: guesses on a val window); 0: none
 
 
 @dataclass(frozen=True)
 class Preset:
-    model: GPTConfig  # the model's shape; its vocab_size is the tokenizer's and its block_size the run's
+    model: object  # the model's shape (GPTConfig, BERTConfig); its vocab_size is the tokenizer's, block_size the run's
     train: TrainConfig  # the run
 
 
@@ -57,17 +60,61 @@ PRESETS = {
     "gpu": Preset(GPTConfig(n_layer=6, n_head=6, n_embd=384, dropout=0.2, bias=False),
                   TrainConfig(backend=GPU, block_size=256, batch_size=64, max_iters=5000, eval_iters=200)),
 }
-# the GPTConfig fields a user chooses; vocab_size comes from the tokenizer and block_size from the run
-MODEL_OPTIONS = tuple(f.name for f in dataclasses.fields(GPTConfig) if f.name not in ("vocab_size", "block_size"))
+BERT_PRESETS = {
+    # the GPT's CPU run with an encoder of its shape (4 layers, 4 heads, 128 channels, context 64, the same
+    # optimiser), so the two compare step for step. Dropout 0, as the GPT's rather than BERT's 0.1 (set for a
+    # million steps): 2000 steps of 12 windows see the corpus ~1.4 times, too little to overfit, and the
+    # step times compare like for like
+    "cpu": Preset(BERTConfig(n_layer=4, n_head=4, n_embd=128, dropout=0.0), TrainConfig()),
+}
+MODEL_PRESETS = {"gpt": PRESETS, "bert": BERT_PRESETS}  # model type -> its presets (PRESETS stays the GPT's)
+# model fields a user does not choose: the tokenizer gives vocab_size (and BERT's pad_token_id, the [PAD] id),
+# the run block_size; the objective picks BERT's head (mlm: the MLM head) and a classification task num_labels
+# and label_names
+NOT_OPTIONS = ("vocab_size", "block_size", "pad_token_id", "head", "num_labels", "label_names")
+
+
+def model_options(config_class):
+    """The fields of a model config class that a user chooses (its command-line options)."""
+    return tuple(f.name for f in dataclasses.fields(config_class) if f.name not in NOT_OPTIONS)
+
+
+MODEL_OPTIONS = model_options(GPTConfig)  # the GPT's
+
+
+def type_of_config(config):
+    """The registered model type ("gpt", "bert") of a model config instance."""
+    for model_type, (config_class, _) in MODELS.items():
+        if type(config) is config_class:
+            return model_type
+    raise ValueError(f"{type(config).__name__} is not the config of a registered model type")
+
+
+def preset_for(model_type, name="cpu"):
+    """The Preset ``name`` of ``model_type``; a ValueError naming the presets it has."""
+    presets = MODEL_PRESETS.get(model_type, {})
+    if name not in presets:
+        raise ValueError(f"--model {model_type} has no {name} preset (its presets: {', '.join(presets) or 'none'})")
+    return presets[name]
 
 
 def with_changes(preset, **changes):
-    """(TrainConfig, GPTConfig) of ``preset`` with each change made to the dataclass that holds the field."""
-    model = {name: value for name, value in changes.items() if name in MODEL_OPTIONS}
-    run = {name: value for name, value in changes.items() if name not in MODEL_OPTIONS}
+    """(TrainConfig, model config) of ``preset`` with each change made to the dataclass that holds the field."""
+    options = model_options(type(preset.model))
+    model = {name: value for name, value in changes.items() if name in options}
+    run = {name: value for name, value in changes.items() if name not in options}
+    stray = [name for name in run if name not in {f.name for f in dataclasses.fields(TrainConfig)}]
+    if stray:
+        flags = ", ".join("--" + name.replace("_", "-") for name in stray)
+        raise ValueError(f"{flags}: not an option of --model {type_of_config(preset.model)} "
+                         f"({type(preset.model).__name__})")
     return dataclasses.replace(preset.train, **run), dataclasses.replace(preset.model, **model)
 
 
-def model_config(model, cfg, vocab_size):
-    """The GPTConfig a new run builds: ``model``'s shape, the tokenizer's vocabulary, the run's context."""
-    return dataclasses.replace(model, vocab_size=vocab_size, block_size=cfg.block_size)
+def model_config(model, cfg, tokenizer):
+    """The config a new run builds: ``model``'s shape, the tokenizer's vocabulary (and [PAD] id, for a model
+    that has a pad_token_id), the run's context."""
+    changes = {"vocab_size": tokenizer.vocab_size, "block_size": cfg.block_size}
+    if any(f.name == "pad_token_id" for f in dataclasses.fields(model)):
+        changes["pad_token_id"] = tokenizer.pad_id
+    return dataclasses.replace(model, **changes)

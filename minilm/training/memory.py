@@ -1,7 +1,11 @@
 """Will it fit? A training run's memory from its config alone, checked against the device before allocating.
 
-parameters: per block ln_1, ln_2 2C each; attention 4C² (+ 4C biases); MLP 8C² (+ 5C biases)
+parameters: GPT, per block ln_1, ln_2 2C each; attention 4C² (+ 4C biases); MLP 8C² (+ 5C biases)
             whole: wte VC, wpe TC (learned positions), L blocks, ln_f 2C (pre-LN), lm_head VC unless tied
+            BERT (biases everywhere, MLP width F = d_ff or 4C), per block 4C² + 4C + 2FC + F + C + 4C
+            whole: wte VC, wpe TC, wtt (type_vocab_size)·C, embedding LN 2C, L blocks; then the MLM head
+            C² + C + 2C + V (its decoder is wte, only its bias is new), or a pooler C² + C (+ a classifier
+            K·C + K)
 bytes:      16 per parameter to train: the float32 weight, its gradient and AdamW's two moments; and for one
             batch at least its logits and their gradient, 2·B·T·V floats, and the (B, H, T, T) attention
             weights of every layer (of one layer at a time with --recompute-attention). The rest of the
@@ -11,24 +15,32 @@ bytes:      16 per parameter to train: the float32 weight, its gradient and Adam
 """
 
 from minilm.backend import backend_name, device_memory_bytes
+from minilm.models import BERTConfig
 
 BYTES_PER_PARAMETER = 16  # float32 weight, gradient and AdamW's two moments
 FLOAT = 4  # bytes of a float32
 
 
 def parameter_count(config):
-    """The GPT's number of parameters, from its GPTConfig (equals GPT(config).num_params())."""
+    """The model's number of parameters, from its GPTConfig or BERTConfig (equals the built model's num_params())."""
     C, V = config.n_embd, config.vocab_size
+    if isinstance(config, BERTConfig):
+        F, K = config.ff_width, config.num_labels
+        block = 4 * C * C + 4 * C + 2 * F * C + F + C + 4 * C
+        head = {"mlm": C * C + 3 * C + V, "none": C * C + C, "cls": C * C + C + K * C + K}[config.head]
+        return V * C + config.block_size * C + config.type_vocab_size * C + 2 * C + config.n_layer * block + head
     block = 12 * C * C + 4 * C + (9 * C if config.bias else 0)
     return (V * C + (config.block_size * C if config.pos == "learned" else 0) + config.n_layer * block
             + (2 * C if config.norm == "pre" else 0) + (0 if config.tie_weights else V * C))
 
 
 def batch_bytes(config, batch_size, block_size, keep_attention=True):
-    """A lower bound on one training step's activations: logits and their gradient, and attention weights."""
+    """A lower bound on one training step's activations: logits and their gradient, and attention weights.
+    (A BERT without the MLM head has (B, K) logits or none: a small term, left out.)"""
     B, T, H = batch_size, block_size, config.n_head
     layers_kept = config.n_layer if keep_attention else 1
-    return FLOAT * (2 * B * T * config.vocab_size + layers_kept * B * H * T * T)
+    per_position = 0 if getattr(config, "head", "mlm") != "mlm" else config.vocab_size  # logits per position
+    return FLOAT * (2 * B * T * per_position + layers_kept * B * H * T * T)
 
 
 def check_memory(config, batch_size=1, block_size=None, keep_attention=True):

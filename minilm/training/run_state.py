@@ -8,11 +8,14 @@ may change. New runs never replace a checkpoint the user did not ask to replace 
 
 import dataclasses
 import hashlib
+import json
 import math
 import os
+import pathlib
 
 from minilm.atomic import refuse_to_replace
-from minilm.files.checkpoint import load_checkpoint
+from minilm.files.checkpoint import CONFIG, load_checkpoint
+from minilm.models import model_type_of
 from minilm.nn.dropout import Dropout
 from minilm.optim import WarmupCosine
 
@@ -48,6 +51,44 @@ def check_out(out, overwrite):
             raise FileExistsError(f"{out / name} already holds a checkpoint: pass --resume to continue it, "
                                   f"--overwrite to replace it with a new run, or choose another --out "
                                   f"(nothing was written)") from None
+
+
+def _saved_config(out):
+    """OUT/latest's config.json (or latest.previous's) as a dict; None where there is none to read."""
+    for folder in ("latest", "latest.previous"):
+        try:
+            config = json.loads((pathlib.Path(out) / folder / CONFIG).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict):
+            return config
+    return None
+
+
+def saved_model_type(out):
+    """The model_type in OUT/latest's config.json (or latest.previous's): what a bare --resume continues. "gpt"
+    where there is none to read, so the Trainer's own load of the checkpoint names what is wrong."""
+    try:
+        return model_type_of(_saved_config(out) or {})
+    except ValueError:
+        return "gpt"
+
+
+def saved_objective(out):
+    """The objective recorded in OUT/latest's config.json ("train": {"objective": ...}); None for a checkpoint
+    written before objectives were recorded (its model type's first objective is the one it trained)."""
+    train = (_saved_config(out) or {}).get("train")
+    return train.get("objective") if isinstance(train, dict) else None
+
+
+def check_objective(saved, objective, out, command="minilm train"):
+    """A resume continues the objective the checkpoint recorded (config.json's "train" section ``saved``)."""
+    recorded = saved.get("objective") if isinstance(saved, dict) else None
+    if recorded is not None and recorded != objective:
+        how = ("minilm finetune --out OUT --resume" if recorded == "cls" else
+               f"minilm train --out OUT --resume --objective {recorded}")
+        raise ValueError(f"{out / 'latest'} was trained with objective {recorded}, and {command} continues it "
+                         f"with {objective}: continue it with {how}, or start a new run in another --out")
 
 
 def check_init_from(cfg, given):

@@ -1,8 +1,9 @@
-"""Train a GPT on a text corpus: the loop every framework hides, written out.
+"""Train a model (a GPT, a BERT) on a text corpus: the loop every framework hides, written out.
 
     for it in range(start, max_iters):
         lr = schedule(it)                                  linear warmup, then cosine down to min_lr
-        inputs, y = objective.batch(train, B, T, rng)      causal LM: random windows of T + 1 tokens, y = x shifted
+        inputs, y = objective.batch(train, B, T, rng)      causal LM: random windows of T + 1 tokens, y = x shifted;
+                                                           masked LM: random windows of T tokens, 15% masked
         loss = CE(model(*inputs), y)
         model.zero_grad(); model.backward(CE.backward())   every gradient by hand
         clip_grad_norm(params, grad_clip); optimizer.step()
@@ -11,9 +12,13 @@
 Checkpoints hold the model, the optimiser, the tokenizer and the train state (step, both random
 generators, best val loss, loss history, the resolved learning-rate schedule and a fingerprint of the data),
 so ``--resume`` continues exactly where the last save left off: an interrupted run and an uninterrupted one
-end with the same weights. A resume takes everything that defines the run from the checkpoint and may
-change only RESUMABLE (DESIGN.md); the schedule recorded at the first save is kept unless --lr-decay-iters
-asks for another.
+end with the same weights (the masks of a masked LM are drawn from the batch generator, so they resume too).
+A resume takes everything that defines the run from the checkpoint and may change only RESUMABLE
+(DESIGN.md); the schedule recorded at the first save is kept unless --lr-decay-iters asks for another.
+The model type comes from the model config given, else the objective's (clm: gpt, mlm: bert); the model is
+built through the registry (minilm.models.MODELS), and a resume refuses a checkpoint of another type or
+objective (config.json's "train" section records it). The FineTuner (finetune.py) is this Trainer with a
+labelled task for data and a pre-trained encoder for a start: it replaces only _build.
 ref: Karpathy's nanoGPT train.py, whose Shakespeare configs the presets reproduce.
 """
 
@@ -31,42 +36,19 @@ from minilm.files.checkpoint import load_checkpoint, save_checkpoint
 from minilm.data import (BPETokenizer, CharTokenizer, load_text, rng_from_state, split,
                          tokenizer_from_dict)
 from minilm.files.hf import gpt2_tokenizer, load_gpt2
-from minilm.models import GPT, GPTConfig, expect_type, type_of_model
+from minilm.models import MODELS, expect_type, type_of_model
 from minilm.training.memory import check_memory
-from minilm.nn import inference
 from minilm.nn.attention import keep_attention_weights
 from minilm.nn.loss import CrossEntropyLoss
-from minilm.training.objectives import CausalLM
+from minilm.training.evaluation import estimate, estimate_loss, split_loss, split_scores  # noqa: F401
+from minilm.training.objectives import OBJECTIVES, CausalLM, Classification, objective_for
 from minilm.optim import AdamW, clip_grad_norm, decay_groups
 # the run's configuration lives in training.config; these names are imported from here too
-from minilm.training.config import MODEL_OPTIONS, PRESETS, Preset, TrainConfig, model_config  # noqa: F401
-from minilm.training.run_state import (best_loss_on_disk, check_init_from, check_model_options, check_out,
-                                       dropout_states, fingerprint, restore_dropout_states, resumed_config,
-                                       schedule_for)
-
-def estimate_loss(model, data, cfg, rng, objective=CausalLM()):
-    """Mean cross-entropy over ``eval_iters`` random batches, in evaluation mode (dropout off)."""
-    model.eval()
-    criterion = CrossEntropyLoss()
-    with inference():  # no backward follows: each layer drops its cache once it has run
-        losses = [float(criterion(model(*inputs), targets)) for inputs, targets in
-                  (objective.batch(data, cfg.batch_size, cfg.block_size, rng) for _ in range(cfg.eval_iters))]
-    model.train()
-    return float(np.mean(losses))
-
-
-def split_loss(model, data, cfg, objective=CausalLM()):
-    """Mean cross-entropy over a whole split (every non-overlapping window, evaluation mode): exact where
-    ``estimate_loss`` samples, at the cost of one pass over the split (the val split: ~1 s at the CPU preset)."""
-    model.eval()
-    criterion, total, count = CrossEntropyLoss(), 0.0, 0
-    with inference():
-        for inputs, targets in objective.every_batch(data, cfg.batch_size, cfg.block_size):
-            total += float(criterion(model(*inputs), targets)) * targets.size
-            count += targets.size
-    model.train()
-    return total / count
-
+from minilm.training.config import (MODEL_OPTIONS, PRESETS, Preset, TrainConfig, model_config,  # noqa: F401
+                                    model_options, preset_for, type_of_config)
+from minilm.training.run_state import (best_loss_on_disk, check_init_from, check_model_options, check_objective,
+                                       check_out, dropout_states, fingerprint, restore_dropout_states,
+                                       resumed_config, saved_model_type, saved_objective, schedule_for)
 
 def start_ids(tokenizer, text):
     """The one-token prompt a sample starts from: a newline where the tokenizer knows one, else the text's first
@@ -80,25 +62,44 @@ def start_ids(tokenizer, text):
 class Trainer:
     """Holds the model, optimiser, data and random state of one run; ``train()`` runs it to ``max_iters``.
 
-    cfg: the run (TrainConfig); model: the shape of a new model (GPTConfig; vocab_size and block_size are
-    filled in), by default the CPU preset's. given: the names of the fields (of either) the caller chose, the
-    command line's explicit options; on a resume only these are checked against the checkpoint and the rest
-    come from it. None: every field was chosen, as when a library caller builds the whole config.
+    cfg: the run (TrainConfig); model: the shape of a new model (GPTConfig, BERTConfig; vocab_size and
+    block_size are filled in), by default the CPU preset of the objective's model type. objective: by default
+    the model's first (clm for a GPT, mlm for a BERT; with neither, the objective a resumed checkpoint records,
+    or for one older than that record its model type's first). given: the names of the fields (of either) the caller
+    chose, the command line's explicit options; on a resume only these are checked against the checkpoint and
+    the rest come from it. None: every field was chosen, as when a library caller builds the whole config.
     """
+
+    command = "minilm train"  # what the messages name
+    resume_user = "minilm train --resume --model {model_type} --objective {objective}"
+    val_name = "val"  # what the log calls the held-out split
 
     def __init__(self, cfg, model=None, log=print, given=None, objective=None):
         self.log = log
-        self.objective = objective or CausalLM()
+        model_type = type_of_config(model) if model is not None else None
+        if model is None and objective is None and cfg.resume:  # a bare resume: the checkpoint's objective
+            saved = saved_objective(cfg.out)
+            objective = OBJECTIVES[saved]() if saved in OBJECTIVES else objective_for(saved_model_type(cfg.out))
+        objective = objective or (objective_for(model_type) if model_type else None) or CausalLM()
+        model_type = model_type or objective.model_types[0]
+        if model_type not in objective.model_types:
+            raise ValueError(f"--objective {objective.name} trains a model of type "
+                             f"{' or '.join(objective.model_types)}, not --model {model_type}")
+        self.objective = objective
         self.out = pathlib.Path(cfg.out)
         if given is not None and cfg.init_from and not cfg.resume:
             check_init_from(cfg, set(given))  # a library caller's whole config has every field "given"
         if given is None:  # a library caller chose its whole config, and the model's shape only if it passed one
-            given = {f.name for f in dataclasses.fields(TrainConfig)} | (set(MODEL_OPTIONS) if model else set())
+            given = {f.name for f in dataclasses.fields(type(cfg))} | (set(model_options(type(model))) if model
+                                                                        else set())
         given = set(given)
-        chosen_model = given & set(MODEL_OPTIONS)
-        model = PRESETS["cpu"].model if model is None else model
+        model = preset_for(model_type).model if model is None else model
+        chosen_model = given & set(model_options(type(model)))
         resumed = self._resumed(cfg) if cfg.resume else None
         if resumed is not None:
+            user = self.resume_user.format(model_type=model_type, objective=objective.name)
+            expect_type(resumed.config, (model_type,), resumed.path, user)
+            check_objective(resumed.config.get("train"), objective.name, self.out, f"{self.command} --resume")
             check_model_options(resumed.config.get("model"), model, chosen_model, self.out)
             cfg = resumed_config(resumed.config.get("train"), cfg, given, self.out)
         else:
@@ -107,6 +108,38 @@ class Trainer:
         self.cfg = cfg = dataclasses.replace(cfg, backend=backend_name())  # recorded as resolved
         if cfg.min_lr > cfg.lr:
             raise ValueError(f"min_lr {cfg.min_lr} is above lr {cfg.lr}: the cosine would climb")
+        self._build(model, model_type, objective, resumed, given)  # the tokenizer, model, objective and splits
+        cfg = self.cfg  # _build may resolve what depends on the data (a fine-tuning run's length)
+        keep_attention_weights(self.model, not cfg.recompute_attention)
+        if cfg.block_size > self.model.config.block_size:
+            raise ValueError(f"block_size {cfg.block_size} exceeds the model's context of "
+                             f"{self.model.config.block_size}")
+        self.optimizer = AdamW(decay_groups(self.model, cfg.weight_decay), lr=cfg.lr,
+                               betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+        self.schedule = schedule_for(cfg, resumed, given, log)
+        self.rng = np.random.default_rng(cfg.seed)  # training batches (and a masked LM's masks)
+        self.eval_rng = np.random.default_rng(cfg.seed + 1)  # evaluation batches, apart so evals never shift training
+        self.step, self.best_val, self.history = 0, math.inf, []
+        if resumed is not None:
+            self._restore(resumed)
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def _build(self, model, model_type, objective, resumed, given):
+        """Set the tokenizer, the model (a resume's is built here and loaded by _restore), the objective bound to
+        the tokenizer, and the train and val splits, from a text corpus."""
+        cfg = self.cfg
+        if isinstance(objective, Classification):
+            raise ValueError(f"{self.out / 'latest'} is a fine-tuned classifier: continue it with minilm finetune "
+                             f"--out {self.out} --resume" if resumed is not None else
+                             "--objective cls fine-tunes a BERT on a labelled task: run minilm finetune --init-from "
+                             "CKPT --task NAME|FILE.csv|FILE.jsonl")
+        if cfg.init_from and model_type != "gpt":
+            raise ValueError(f"--init-from fine-tunes a Hugging Face GPT-2 folder, a gpt: not --model {model_type}")
+        if resumed is None and objective.special_tokens and cfg.tokenizer != "char":
+            raise ValueError(f"--objective {objective.name} needs the special tokens "
+                             f"{' '.join(objective.special_tokens)}, which only --tokenizer char adds (not "
+                             f"--tokenizer {cfg.tokenizer})")
+        model_class = MODELS[model_type][1]
         text = load_text(cfg.data)
         self.data_fingerprint = fingerprint(text)
         if resumed is not None:
@@ -117,11 +150,9 @@ class Trainer:
                                  f"({saved['characters']:,} characters then, {len(text):,} now): resume trains on "
                                  f"the same text, or start a new run")
             self.tokenizer = tokenizer_from_dict(resumed.tokenizer)
-            expect_type(resumed.config, self.objective.model_types, resumed.path,
-                        f"minilm train --resume (objective {self.objective.name})")
-            config = GPTConfig.from_checkpoint(resumed.config.get("model"), resumed.path)
+            config = MODELS[model_type][0].from_checkpoint(resumed.config.get("model"), resumed.path)
             check_memory(config, cfg.batch_size, cfg.block_size, not cfg.recompute_attention)
-            self.model = GPT(config, rng=cfg.seed)
+            self.model = model_class(config, rng=cfg.seed)
         elif cfg.init_from:  # fine-tune GPT-2: its weights, its tokenizer
             dropout = model.dropout if "dropout" in given else None  # left out: the folder's own dropout
             self.model = load_gpt2(cfg.init_from, rng=cfg.seed, dropout=dropout).train()
@@ -132,29 +163,17 @@ class Trainer:
                                         f"tokenizer")
         else:
             self.tokenizer = (BPETokenizer.train(text, cfg.vocab_size) if cfg.tokenizer == "bpe"
-                              else CharTokenizer.from_text(text))
-            config = model_config(model, cfg, self.tokenizer.vocab_size)
+                              else CharTokenizer.from_text(text, objective.special_tokens))
+            config = model_config(model, cfg, self.tokenizer)
             check_memory(config, cfg.batch_size, cfg.block_size, not cfg.recompute_attention)
-            self.model = GPT(config, rng=cfg.seed)
-        keep_attention_weights(self.model, not cfg.recompute_attention)
-        if cfg.block_size > self.model.config.block_size:
-            raise ValueError(f"block_size {cfg.block_size} exceeds the model's context of "
-                             f"{self.model.config.block_size}")
+            self.model = model_class(config, rng=cfg.seed)
+        self.objective = objective.for_tokenizer(self.tokenizer)  # a masked LM: its [MASK] and special ids
         self.sample_start = start_ids(self.tokenizer, text)
         self.train_data, self.val_data = split(self.tokenizer.encode(text))
         for name, part, share in (("train", self.train_data, "first 90%"), ("val", self.val_data, "last 10%")):
             if len(part) < cfg.block_size + 1:
                 raise ValueError(f"the {name} split (the {share} of the data) has {len(part)} tokens, fewer than "
                                  f"block_size + 1 = {cfg.block_size + 1}: give more data or a smaller --block-size")
-        self.optimizer = AdamW(decay_groups(self.model, cfg.weight_decay), lr=cfg.lr,
-                               betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
-        self.schedule = schedule_for(cfg, resumed, given, log)
-        self.rng = np.random.default_rng(cfg.seed)  # training batches
-        self.eval_rng = np.random.default_rng(cfg.seed + 1)  # evaluation batches, apart so evals never shift training
-        self.step, self.best_val, self.history = 0, math.inf, []
-        if resumed is not None:
-            self._restore(resumed)
-        self.out.mkdir(parents=True, exist_ok=True)
 
     def _resumed(self, cfg):
         latest = self.out / "latest"
@@ -184,7 +203,7 @@ class Trainer:
         schedule = dataclasses.asdict(self.schedule)
         save_checkpoint(self.out / name, self.model.state_dict(),
                         {"model_type": type_of_model(self.model), "model": dataclasses.asdict(self.model.config),
-                         "train": _plain(self.cfg)},
+                         "train": {**_plain(self.cfg), "objective": self.objective.name}},
                         tokenizer=self.tokenizer.to_dict(), optimizer_state=self.optimizer.state_dict(),
                         train_state={"step": self.step, "best_val_loss": self.best_val, "history": self.history,
                                      "rng": self.rng.bit_generator.state, "eval_rng": self.eval_rng.bit_generator.state,
@@ -193,10 +212,16 @@ class Trainer:
 
     def evaluate_and_save(self):
         train_loss = estimate_loss(self.model, self.train_data, self.cfg, self.eval_rng, self.objective)
-        val_loss = estimate_loss(self.model, self.val_data, self.cfg, self.eval_rng, self.objective)
+        if getattr(self.objective, "whole_split", False):  # a classifier: every held-out example, exactly
+            val_loss, metric = split_scores(self.model, self.val_data, self.cfg, self.objective)
+        else:
+            val_loss, metric = estimate(self.model, self.val_data, self.cfg, self.eval_rng, self.objective)
         self.history.append({"step": self.step, "train": train_loss, "val": val_loss, "lr": self.schedule(self.step)})
-        self.log(f"step {self.step}: train loss {train_loss:.4f}, val loss {val_loss:.4f} "
-                 f"(perplexity {math.exp(val_loss):.2f})")
+        shown = "" if self.objective.metric == "accuracy" else f" (perplexity {math.exp(val_loss):.2f})"
+        if metric is not None:  # a masked LM's accuracy on the val batches, a classifier's on the held-out split
+            self.history[-1]["val_" + self.objective.metric.replace(" ", "_")] = metric
+            shown += f", {self.val_name} {self.objective.metric} {metric:.4f}"
+        self.log(f"step {self.step}: train loss {train_loss:.4f}, {self.val_name} loss {val_loss:.4f}{shown}")
         if val_loss < self.best_val:
             self.best_val = val_loss
             # best first: a stop between the two saves leaves a best whose loss is its own weights', and
