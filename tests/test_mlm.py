@@ -232,7 +232,8 @@ def test_the_help_shows_the_bert_options_and_their_defaults(capsys):
     (["--model", "bert", "--objective", "clm"], "--objective clm trains a model of type gpt, not --model bert"),
     (["--model", "bert", "--bias"], "--bias: not an option of --model bert (BERTConfig)"),
     (["--model", "bert", "--preset", "gpu"], "--model bert has no gpu preset"),
-    (["--objective", "mlm", "--tokenizer", "bpe"], "only --tokenizer char adds"),
+    (["--objective", "mlm", "--tokenizer", "bpe"], "which --tokenizer char adds and wordpiece has (not --tokenizer bpe)"),
+    (["--model", "gpt", "--tokenizer", "wordpiece"], "a GPT trained on it could not write text back"),
 ])
 def test_a_model_and_objective_that_do_not_go_together_are_refused(tmp_path, capsys, args, message):
     assert main(["train", *args, "--out", str(tmp_path / "out"), *CLI_TINY]) == 2
@@ -252,3 +253,15 @@ def test_a_gpt_checkpoint_resumed_as_a_bert_is_refused_naming_both(tmp_path, cap
     assert (out / "latest" / "model.safetensors").read_bytes() == before
     config = json.loads((out / "latest" / "config.json").read_text())
     assert config["model_type"] == "gpt"
+
+
+def test_a_bert_trains_on_a_wordpiece_vocabulary_learnt_from_the_data(tmp_path, slice_of_shakespeare):
+    out = tmp_path / "out"
+    assert main(["train", "--model", "bert", "--tokenizer", "wordpiece", "--vocab-size", "300", "--out", str(out),
+                 "--max-iters", "2", "--sample-tokens", "0", "--data", str(slice_of_shakespeare), *CLI_TINY]) == 0
+    saved = load_checkpoint(out / "latest")
+    assert saved.tokenizer["type"] == "wordpiece" and saved.config["model"]["vocab_size"] <= 300
+    model, tokenizer = minilm.load(out)
+    assert saved.config["model"]["pad_token_id"] == tokenizer.pad_id == 0  # WordPiece puts [PAD] first
+    ids = tokenizer.encode("to be or [MASK] to be")[None, :]  # (1, T)
+    assert tokenizer.mask_id in ids and model(ids).shape == (1, ids.shape[1], tokenizer.vocab_size)

@@ -27,7 +27,7 @@ from minilm.training.config import MODEL_PRESETS, model_options, preset_for, wit
 from minilm.training.run_state import saved_model_type, saved_objective
 from minilm.training.trainer import PRESETS, TrainConfig, Trainer, split_scores
 
-CHOICES = {"backend": BACKENDS, "pos": ("learned", "sinusoidal"), "norm": ("pre", "post"), "tokenizer": ("char", "bpe")}
+CHOICES = {"backend": BACKENDS, "pos": ("learned", "sinusoidal"), "norm": ("pre", "post"), "tokenizer": ("char", "bpe", "wordpiece")}
 # field -> (smallest allowed, bound above or None, whether that bound is excluded)
 RANGES = {
     "seed": (0, None, False),  # NumPy seeds are non-negative

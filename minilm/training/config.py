@@ -25,8 +25,8 @@ class TrainConfig:
     backend: str = None  # "numpy" (the CPU) or the GPU backend (see minilm.backend); None: MINILM_BACKEND or numpy
     seed: int = 1337  # seeds the initial weights, the batches (and their masks) and dropout
     init_from: str = None  # a Hugging Face GPT-2 folder to fine-tune (its weights and tokenizer); None: a new model
-    tokenizer: str = "char"  # "char" (one token per character, as nanoGPT) or "bpe" (byte-level BPE trained on the data)
-    vocab_size: int = 1000  # tokens in a BPE vocabulary (a char vocabulary is every distinct character)
+    tokenizer: str = "char"  # "char" (one per character, as nanoGPT), "bpe" (byte-level) or "wordpiece" (encoders only)
+    vocab_size: int = 1000  # tokens in a BPE or WordPiece vocabulary (a char vocabulary is every distinct character)
     block_size: int = 64  # context length T of the training windows, in tokens; a new model's context too
     # optimisation
     batch_size: int = 12  # sequences per step B

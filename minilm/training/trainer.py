@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from minilm.backend import backend_name, use_backend
 from minilm.files.checkpoint import load_checkpoint, save_checkpoint
-from minilm.data import (BPETokenizer, CharTokenizer, load_text, rng_from_state, split,
+from minilm.data import (BPETokenizer, CharTokenizer, WordPieceTokenizer, load_text, rng_from_state, split,
                          tokenizer_from_dict)
 from minilm.files.hf import gpt2_tokenizer, load_gpt2
 from minilm.models import MODELS, expect_type, type_of_model
@@ -135,10 +135,13 @@ class Trainer:
                              "CKPT --task NAME|FILE.csv|FILE.jsonl")
         if cfg.init_from and model_type != "gpt":
             raise ValueError(f"--init-from fine-tunes a Hugging Face GPT-2 folder, a gpt: not --model {model_type}")
-        if resumed is None and objective.special_tokens and cfg.tokenizer != "char":
+        if resumed is None and objective.special_tokens and cfg.tokenizer == "bpe":
             raise ValueError(f"--objective {objective.name} needs the special tokens "
-                             f"{' '.join(objective.special_tokens)}, which only --tokenizer char adds (not "
-                             f"--tokenizer {cfg.tokenizer})")
+                             f"{' '.join(objective.special_tokens)}, which --tokenizer char adds and wordpiece "
+                             f"has (not --tokenizer bpe)")
+        if resumed is None and cfg.tokenizer == "wordpiece" and model_type == "gpt":
+            raise ValueError("--tokenizer wordpiece drops case, accents and spacing, so a GPT trained on it could "
+                             "not write text back: use --tokenizer char or bpe for a GPT")
         model_class = MODELS[model_type][1]
         text = load_text(cfg.data)
         self.data_fingerprint = fingerprint(text)
@@ -162,8 +165,9 @@ class Trainer:
                 raise FileNotFoundError(f"{cfg.init_from} has no vocab.json + merges.txt: fine-tuning needs its "
                                         f"tokenizer")
         else:
-            self.tokenizer = (BPETokenizer.train(text, cfg.vocab_size) if cfg.tokenizer == "bpe"
-                              else CharTokenizer.from_text(text, objective.special_tokens))
+            self.tokenizer = (BPETokenizer.train(text, cfg.vocab_size) if cfg.tokenizer == "bpe" else
+                              WordPieceTokenizer.train(text, cfg.vocab_size) if cfg.tokenizer == "wordpiece" else
+                              CharTokenizer.from_text(text, objective.special_tokens))
             config = model_config(model, cfg, self.tokenizer)
             check_memory(config, cfg.batch_size, cfg.block_size, not cfg.recompute_attention)
             self.model = model_class(config, rng=cfg.seed)
