@@ -304,3 +304,20 @@ def gpt2_to_minilm(hf_tensors, n_layer):
         state[h + "mlp.c_proj.weight"] = t[h + "mlp.c_proj.weight"].T  # (4C, C) -> (C, 4C)
     state["lm_head.weight"] = state["wte.weight"]  # the tied head: GPT-2's logits use wte itself
     return state
+
+
+# notebook 17: BERT's masking of a batch of ids, from the generator's draws u, v, r taken in mask_tokens's order
+def bert_masking(ids, rng, mask_id, special_ids, vocab_size, probability=0.15):
+    import numpy as np  # host NumPy, as minilm.data.masking: masks are made before a batch joins the backend
+
+    ids = np.asarray(ids)  # (B, T)
+    special = np.asarray(sorted(set(int(i) for i in special_ids)))  # (S,)
+    ordinary = np.setdiff1d(np.arange(vocab_size), special)  # (V - S,) in increasing order: what may replace a token
+    u = rng.random(ids.shape)  # (B, T) chooses, for every position, chosen or not
+    v = rng.random(ids.shape)  # (B, T) what a chosen position shows
+    r = ordinary[rng.integers(0, ordinary.size, size=ids.shape)]  # (B, T) a random ordinary token
+    chosen = (u < probability) & ~np.isin(ids, special)  # [CLS], [SEP], [PAD], [UNK], [MASK]: never chosen
+    labels = np.where(chosen, ids, -100).astype(np.int64)  # (B, T) -100: CrossEntropyLoss's ignore_index
+    # v < 0.8: [MASK]; 0.8 <= v < 0.9: the random token; otherwise (and where not chosen) the token itself
+    masked = np.where(chosen & (v < 0.8), mask_id, np.where(chosen & (v < 0.9), r, ids)).astype(np.int64)
+    return masked, labels  # np.where made new arrays: the caller's ids are untouched

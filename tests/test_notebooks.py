@@ -177,7 +177,7 @@ def test_every_exercise_is_a_blank_with_a_solution(path):
 def test_exercise_names_are_unique():
     """No two exercises share a name (so none repeats another's solution, as notebooks 9 and 10 once did)."""
     names = [name for path in NOTEBOOKS for name, _, _ in exercises(read(path))]
-    assert len(names) == len(set(names)) == len(NOTEBOOKS) == 16, names  # one per notebook, 16 notebooks
+    assert len(names) == len(set(names)) == len(NOTEBOOKS) == 17, names  # one per notebook, 17 notebooks
 
 
 def test_the_switch(monkeypatch):
@@ -306,6 +306,20 @@ def gpt2_to_minilm(hf_tensors, n_layer):
     for i in range(n_layer):  # forgets the Conv1D transpose of the square attn.c_proj: every shape still fits
         state[f"h.{i}.attn.out_proj.weight"] = hf_tensors[f"transformer.h.{i}.attn.c_proj.weight"]
     return state
+""",
+    "17_masked_vs_causal_lm.ipynb": """
+import numpy as np
+
+
+def bert_masking(ids, rng, mask_id, special_ids, vocab_size, probability=0.15):
+    ids = np.asarray(ids)
+    ordinary = np.setdiff1d(np.arange(vocab_size), list(special_ids))
+    u, v = rng.random(ids.shape), rng.random(ids.shape)
+    r = ordinary[rng.integers(0, ordinary.size, size=ids.shape)]
+    chosen = u < probability  # forgets that [CLS], [SEP], [PAD] and [UNK] are never chosen
+    labels = np.where(chosen, ids, -100)
+    masked = np.where(chosen & (v < 0.8), mask_id, np.where(chosen & (v < 0.9), r, ids))
+    return masked, labels
 """,
 }
 
