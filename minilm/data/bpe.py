@@ -68,6 +68,18 @@ def _utf8_text(text):
     return text
 
 
+def count_pairs(words, freqs):
+    """(counts, where) over distinct words (id lists) occurring freqs[w] times each: counts[(left, right)] is the
+    pair's occurrences in the whole text, where[(left, right)] the words that hold it (shared by WordPiece)."""
+    counts = defaultdict(int)  # (left, right) -> occurrences in the whole text
+    where = defaultdict(set)  # (left, right) -> the words that hold it (maybe no longer after a merge: harmless)
+    for w, ids in enumerate(words):
+        for pair in zip(ids, ids[1:]):
+            counts[pair] += freqs[w]
+            where[pair].add(w)
+    return counts, where
+
+
 def _merge(ids, pair, new):
     """``ids`` with every occurrence of ``pair``, scanned left to right, replaced by ``new``."""
     out, i = [], 0
@@ -135,12 +147,7 @@ class BPETokenizer(TokenizerFile):
         # each chunk as token ids, bytes at first; surrogateescape turns invalid input bytes back into themselves
         words = [list(chunk.encode("utf-8", "surrogateescape")) for chunk in chunks]
         freqs = list(chunks.values())
-        counts = defaultdict(int)  # (left, right) -> occurrences in the whole text
-        where = defaultdict(set)  # (left, right) -> the words that hold it (maybe no longer: harmless)
-        for w, ids in enumerate(words):
-            for pair in zip(ids, ids[1:]):
-                counts[pair] += freqs[w]
-                where[pair].add(w)
+        counts, where = count_pairs(words, freqs)
         tokens = [bytes([b]) for b in range(256)]
         merges = []
         while len(tokens) < vocab_size and counts:

@@ -40,13 +40,13 @@ import heapq
 import itertools
 import re
 import unicodedata
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from minilm.atomic import replace_file
-from minilm.data.bpe import _merge
+from minilm.data.bpe import _merge, count_pairs
 from minilm.data.tokenizer_file import TokenizerFile
 
 TOKENIZER_TYPE = "wordpiece"
@@ -237,12 +237,7 @@ class WordPieceTokenizer(TokenizerFile):
         ids = {t: i for i, t in enumerate(tokens)}
         seqs = [[ids[w[0]]] + [ids["##" + ch] for ch in w[1:]] for w in words]  # each word as token ids
         freqs = list(words.values())
-        counts = defaultdict(int)  # (left, right) -> occurrences in the whole text
-        where = defaultdict(set)  # (left, right) -> the words that hold it (maybe no longer: harmless)
-        for w, seq in enumerate(seqs):
-            for pair in zip(seq, seq[1:]):
-                counts[pair] += freqs[w]
-                where[pair].add(w)
+        counts, where = count_pairs(seqs, freqs)
         heap = [(-c, pair) for pair, c in counts.items()]  # most frequent first, then smallest ids
         heapq.heapify(heap)
         while len(tokens) < vocab_size and heap:
