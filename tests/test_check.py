@@ -157,7 +157,7 @@ def test_json_has_a_row_for_every_layer_the_package_exports(full_report):
     exported = {name for name in nn.__all__ if inspect.isclass(getattr(nn, name))
                 and issubclass(getattr(nn, name), nn.Module) and name != "Module"}
     assert exported <= layers, f"not checked: {exported - layers}"
-    assert {"GPT", "BERT", "MLMHead", "Tanh", "SGD", "Adam", "AdamW"} <= layers
+    assert {"GPT", "BERT", "MLMHead", "Transformer", "Tanh", "SGD", "Adam", "AdamW"} <= layers
     names = [row["name"] for row in report["rows"]]
     assert "TransformerBlock (pre-LN)" in names and "TransformerBlock (post-LN)" in names
     mha = [row for row in report["rows"] if row["layer"] == "MultiHeadAttention"]
@@ -279,8 +279,8 @@ def test_planted_layer_norm_bug_fails_its_rows_only(monkeypatch, capsys):
     failed = {row["name"] for row in report["rows"] if row["result"] == "FAIL"}
     expected = {item.name for item in ITEMS if uses(item, LayerNorm)}
     assert {"LayerNorm", "GPT (2 layers, tied head)", "MLM head", "BERT (MLM head)",
-            "BERT (classifier head)"} <= expected
-    assert len(expected) == 9  # + Embeddings and the three blocks
+            "BERT (classifier head)", "Transformer"} <= expected
+    assert len(expected) == 10  # + Embeddings and the three blocks
     assert failed == expected  # the layer and what is built on it; every other row still passes
     row = next(row for row in report["rows"] if row["name"] == "LayerNorm")
     assert row["fd_error"] > 1e-2  # off by order one, not by rounding
@@ -346,10 +346,10 @@ def test_layer_names_are_case_insensitive(capsys):
 
 def test_unknown_layer_lists_the_valid_names(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        parser().parse_args(["LayerNorm", "Transformer"])
+        parser().parse_args(["LayerNorm", "Conv1d"])  # not "Transformer": that is a row now
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "unknown layer 'Transformer'" in err
+    assert "unknown layer 'Conv1d'" in err
     for name in LAYERS:
         assert name in err
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from minilm.backend import xp
+from minilm.models.registry import config_from_fields
 from minilm.nn.activation import GELU, Tanh
 from minilm.nn.dropout import Dropout
 from minilm.nn.embeddings import Embeddings
@@ -89,12 +90,7 @@ class BERTConfig:
     @classmethod
     def from_checkpoint(cls, fields, folder):
         """The config a checkpoint's config.json holds as its "model" section; ValueError naming the file."""
-        if not isinstance(fields, dict):
-            raise ValueError(f"checkpoint config.json in {folder} has no 'model' section")
-        try:
-            return cls(**fields)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"checkpoint config.json in {folder} is not a BERT config: {err}") from None
+        return config_from_fields(cls, fields, folder, "BERT")
 
 
 def block_settings(cfg):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from minilm.backend import xp
+from minilm.models.registry import config_from_fields
 from minilm.nn.embeddings import Embeddings
 from minilm.nn.kv_cache import KVCache
 from minilm.nn.linear import Linear
@@ -75,14 +76,8 @@ class GPTConfig:
 
     @classmethod
     def from_checkpoint(cls, fields, folder):
-        """The config a checkpoint's config.json holds as its "model" section ``fields``; ValueError naming the
-        file and the field that cannot be part of one."""
-        if not isinstance(fields, dict):
-            raise ValueError(f"checkpoint config.json in {folder} has no 'model' section")
-        try:
-            return cls(**fields)
-        except (TypeError, ValueError) as err:  # an unknown field, or a value of the wrong type or range
-            raise ValueError(f"checkpoint config.json in {folder} is not a GPT config: {err}") from None
+        """The config a checkpoint's config.json holds as its "model" section; ValueError naming the file."""
+        return config_from_fields(cls, fields, folder, "GPT")
 
 
 def block_settings(cfg):

@@ -45,6 +45,17 @@ def expect_type(config, allowed, where, user):
     return model_type
 
 
+def config_from_fields(config_class, fields, folder, family):
+    """``config_class(**fields)`` from a checkpoint's config.json "model" section; ValueError naming the file and
+    what cannot be part of a ``family`` config (an unknown field, or a value of the wrong type or range)."""
+    if not isinstance(fields, dict):
+        raise ValueError(f"checkpoint config.json in {folder} has no 'model' section")
+    try:
+        return config_class(**fields)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"checkpoint config.json in {folder} is not a {family} config: {err}") from None
+
+
 def build(config, where, rng=None):
     """The (untrained) model a config.json dict describes, and its config dataclass."""
     config_class, model_class = MODELS[model_type_of(config)]

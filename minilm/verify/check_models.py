@@ -1,4 +1,5 @@
-"""The model rows of `minilm check`: a tiny GPT, BERT with each trained head, and BERT's MLM head on its own.
+"""The model rows of `minilm check`: a tiny GPT, BERT with each trained head, BERT's MLM head on its own, and the
+encoder-decoder Transformer (torch.nn.Transformer's core).
 
 A model is too large to difference everywhere, so its rows difference GPT_COORDS stratified coordinates of each
 array (minilm.verify.gradcheck) and are held to tolerances.GRADCHECK["model"]. Weights are the models' own
@@ -9,6 +10,13 @@ BERT runs on a padded batch with two segments: attention_mask (B, T) with traili
 its [CLS] key) and token_type_ids 0 then 1. Its ids avoid the [PAD] id: padding_idx makes the [PAD] row's
 gradient zero by rule (torch's), not the derivative of the lookup, so finite differences would disagree there
 by design; the padding itself is the attention mask's job. tests/test_bert.py checks the [PAD] row apart.
+
+The Transformer runs post-LN (torch's default norm_first=False) with 1 encoder and 2 decoder blocks, so the
+memory's gradient is a sum over two cross-attentions, on a padded source (also the memory's mask) and a padded
+target. Its activation is "gelu": ReLU's kink would put the differences at the mercy of the seed (--seed).
+Weights are minilm's own init (Linear U(±1/√fan_in)), the constants offset by 0.1. Its twin is
+torch.nn.Transformer itself (minilm.verify.reference.transformer). tests/test_seq2seq_core.py covers relu and
+norm_first=True.
 """
 
 import numpy as np
@@ -16,8 +24,9 @@ import numpy as np
 from minilm.backend import asarray
 from minilm.models.bert import BERT, BERTConfig, MLMHead
 from minilm.models.gpt import GPT, GPTConfig
+from minilm.models.transformer import Transformer, TransformerConfig
 from minilm.nn import Embedding
-from minilm.verify.check_cases import Case, Item, randn, vary_constants
+from minilm.verify.check_cases import Case, Item, padding, randn, vary_constants
 
 GPT_SIZES = dict(vocab_size=11, block_size=9, n_layer=2, n_head=2, n_embd=12)  # C = 12, H = 2, hs = 6, T = 7
 # coordinates differenced per GPT array, stratified (minilm.verify.gradcheck): a multiple of 3 and of H, so each
@@ -35,6 +44,10 @@ BERT_BATCH, BERT_LENGTHS = (3, 7), (7, 5, 3)  # (B, T); the real tokens of each 
 POOLER_STD = 0.1
 MLM_B, MLM_T, MLM_C, MLM_V = 2, 3, 6, 7  # the MLM head alone
 BERT_EPS = 1e-12  # BERT's LayerNorm eps (BERTConfig.layer_norm_eps)
+# B = 3, S = 7 source and T = 5 target positions, C = 12, H = 2, hs = 6 (GPT_COORDS' guarantee as above), d_ff = 20
+TRANSFORMER_SIZES = dict(d_model=12, nhead=2, num_encoder_layers=1, num_decoder_layers=2, dim_feedforward=20,
+                         dropout=0.0, activation="gelu")
+TRANSFORMER_B, TRANSFORMER_S, TRANSFORMER_T = 3, 7, 5
 
 
 def _gpt(rng):
@@ -69,6 +82,15 @@ def _mlm_head(rng):
     return Case(head, (randn(rng, MLM_B, MLM_T, MLM_C),))
 
 
+def _transformer(rng):
+    model = vary_constants(Transformer(TransformerConfig(**TRANSFORMER_SIZES), rng=rng), rng)
+    B, S, T, C = TRANSFORMER_B, TRANSFORMER_S, TRANSFORMER_T, TRANSFORMER_SIZES["d_model"]
+    src_pad = padding(B, S)  # (B, S) the last source's second half: the encoder's keys and the memory's
+    return Case(model, (randn(rng, B, S, C), randn(rng, B, T, C)),
+                {"src_key_padding_mask": src_pad, "tgt_key_padding_mask": padding(B, T),
+                 "memory_key_padding_mask": src_pad})
+
+
 # measured over seeds 0 ... 39 (600 for the MLM head) at h = 1e-5: worst FD errors 2.4e-6 (BERT, MLM head),
 # 1.7e-6 (BERT, classifier head), both under GRADCHECK["model"]; 4.2e-7 (MLM head alone) under its "smooth"
 MODEL_ITEMS = [
@@ -78,4 +100,6 @@ MODEL_ITEMS = [
          fd="model", max_coords=GPT_COORDS),
     Item("BERT (classifier head)", "BERT", BERT, _bert("cls"), anchor='head "cls":',
          fd="model", max_coords=GPT_COORDS),
+    Item("Transformer", "Transformer", Transformer, _transformer, pick=(0, 1, 2, 4), fd="model",
+         max_coords=GPT_COORDS),
 ]

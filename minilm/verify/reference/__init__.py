@@ -15,6 +15,7 @@ import torch
 from minilm.backend import asarray, is_floating, to_numpy
 from minilm.verify.reference.bert import BERTTwin, MLMHeadTwin
 from minilm.verify.reference.blocks import DecoderLayerTwin, GPTTwin, TransformerBlockTwin
+from minilm.verify.reference.transformer import TransformerTwin
 from minilm.verify.reference.layers import (CrossEntropyTwin, EmbeddingsTwin, FeedForwardTwin, LogSoftmaxTwin,
                                      MultiheadAttentionTwin, ScaledDotProductAttentionTwin, SelfAttentionTwin,
                                      SinusoidalTwin)
@@ -69,6 +70,8 @@ def _build_twin(module):
         return MLMHeadTwin(module)
     if kind == "BERT":
         return BERTTwin(module)
+    if kind == "Transformer":
+        return TransformerTwin(module)
     raise TypeError(f"no PyTorch twin for {kind}")
 
 
