@@ -1,10 +1,14 @@
-"""Notebooks 9 and 10 executed at full size: the course's trained GPT and every claim its text makes about it.
+"""The course's training notebooks executed at full size: every claim their text makes about the trained models.
 
-    python benchmarks/course_full.py                 # about 3-4 minutes on 2 cores; writes nothing but notebooks/runs/
+    python benchmarks/course_full.py                 # 9, 10 and 18: about 10 minutes on 2 cores
+    python benchmarks/course_full.py 18_fine_tuning_an_encoder.ipynb   # one of them
+
+Writes nothing but notebooks/runs/ (notebook 18 trains in a temporary folder).
 
 The test suite executes the course with MINILM_COURSE_SIZE=small (notebooks/course_runs.py), so the claims
 that hold only for the full model (val loss under 2.0; GPT samples with at least 20 points more real words
-than the bigram's; no sharp previous-token head, the sharpest head reading the start of the word) are
+than the bigram's; no sharp previous-token head, the sharpest head reading the start of the word; the
+pre-trained BERT fine-tuned above the majority class and the from-random one not) are
 checked here, by the notebooks' own asserts. A failing cell fails the run and names the cell. Prints the
 lines each notebook's measuring cells print, for benchmarks/RESULTS.md.
 """
@@ -18,10 +22,11 @@ import nbclient
 import nbformat
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-RUN = ("09_training_a_gpt.ipynb", "10_sampling_and_attention.ipynb")  # 10 reads the model 9 trains
+RUN = ("09_training_a_gpt.ipynb", "10_sampling_and_attention.ipynb",  # 10 reads the model 9 trains
+       "18_fine_tuning_an_encoder.ipynb")
 # the lines worth recording: what the measuring cells print
 KEEP = ("val loss over the whole", "words that occur", "after '", "the trained model,", "an untrained model,",
-        "most weight on", "the sharpest head")
+        "most weight on", "the sharpest head", "masked LM:", "pre-trained", "from random", "bag of words")
 
 
 def execute(path):
@@ -41,7 +46,7 @@ def execute(path):
 def main():
     os.environ.update(MINILM_COURSE_SIZE="full", MINILM_SOLUTIONS="1", MINILM_BACKEND="numpy", MPLBACKEND="Agg")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    for name in RUN:
+    for name in sys.argv[1:] or RUN:
         seconds, lines = execute(NOTEBOOKS / name)
         print(f"{name}: every cell passed at full size in {seconds:.0f} s")
         for line in lines:

@@ -321,3 +321,21 @@ def bert_masking(ids, rng, mask_id, special_ids, vocab_size, probability=0.15):
     # v < 0.8: [MASK]; 0.8 <= v < 0.9: the random token; otherwise (and where not chosen) the token itself
     masked = np.where(chosen & (v < 0.8), mask_id, np.where(chosen & (v < 0.9), r, ids)).astype(np.int64)
     return masked, labels  # np.where made new arrays: the caller's ids are untouched
+
+
+# notebook 18: the classification head's backward (pooler, dropout, classifier), from dlogits to dh
+def classifier_head_backward(dlogits, h, p, scaled_mask, W_p, W_c):
+    # forward: logits = d W_cᵀ + b_c, where d = p ⊙ scaled_mask is what the classifier read
+    d = p * scaled_mask  # (B, C)
+    dW_c = dlogits.T @ d  # (K, C)
+    db_c = dlogits.sum(axis=0)  # (K,)
+    dd = dlogits @ W_c  # (B, C)
+    # forward: d = p ⊙ keep / (1 - q): the forward's mask again, no new draw
+    dp = dd * scaled_mask  # (B, C)
+    # forward: p = tanh(u);  tanh' = 1 - tanh² = 1 - p²
+    du = dp * (1.0 - p * p)  # (B, C)
+    # forward: u = h W_pᵀ + b_p
+    dW_p = du.T @ h  # (C, C)
+    db_p = du.sum(axis=0)  # (C,)
+    dh = du @ W_p  # (B, C) the gradient at [CLS]; BERT's backward puts it at dx_L[:, 0] and zeros elsewhere
+    return {"dh": dh, "dW_p": dW_p, "db_p": db_p, "dW_c": dW_c, "db_c": db_c}

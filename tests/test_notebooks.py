@@ -177,7 +177,7 @@ def test_every_exercise_is_a_blank_with_a_solution(path):
 def test_exercise_names_are_unique():
     """No two exercises share a name (so none repeats another's solution, as notebooks 9 and 10 once did)."""
     names = [name for path in NOTEBOOKS for name, _, _ in exercises(read(path))]
-    assert len(names) == len(set(names)) == len(NOTEBOOKS) == 17, names  # one per notebook, 17 notebooks
+    assert len(names) == len(set(names)) == len(NOTEBOOKS) == 18, names  # one per notebook, 18 notebooks
 
 
 def test_the_switch(monkeypatch):
@@ -320,6 +320,16 @@ def bert_masking(ids, rng, mask_id, special_ids, vocab_size, probability=0.15):
     labels = np.where(chosen, ids, -100)
     masked = np.where(chosen & (v < 0.8), mask_id, np.where(chosen & (v < 0.9), r, ids))
     return masked, labels
+""",
+    "18_fine_tuning_an_encoder.ipynb": """
+import numpy as np
+
+from solutions import classifier_head_backward as solution  # the kernel runs in notebooks/
+
+
+def classifier_head_backward(dlogits, h, p, scaled_mask, W_p, W_c):
+    grads = solution(dlogits, h, p, np.ones_like(scaled_mask), W_p, W_c)  # forgets the forward's dropout mask
+    return grads
 """,
 }
 
