@@ -626,13 +626,28 @@ def test_planted_wrong_memory_gradient_is_caught(monkeypatch):
         assert_matches_torch(mha(rng), x, memory)
 
 
+def test_cached_cross_attention_projects_the_memory_once_and_equals_the_full_forward():
+    """Decoding: the first cached step projects the memory's keys and values into the cache, later steps read
+    them back (a different memory passed later is not even projected), and each step's output equals the
+    uncached forward of that query against the whole memory."""
+    rng = np.random.default_rng(28)
+    layer = mha(rng).to("float64")
+    x, memory = randn(rng, B, T, C), randn(rng, B, TK, C)
+    padded = np.zeros((B, TK), dtype=bool)
+    padded[1, -2:] = True
+    full = layer(x, memory, key_padding_mask=padded)  # (B, T, C)
+    cache = LayerKV(TK)
+    for t in range(T):
+        step = layer(x[:, t:t + 1], memory if t == 0 else memory * 0, key_padding_mask=padded, cache=cache)
+        np.testing.assert_allclose(step[:, 0], full[:, t], rtol=0, atol=1e-13)
+        assert cache.length == TK  # the memory's keys, stored once
+
+
 def test_cross_attention_refuses_what_it_cannot_do():
     rng = np.random.default_rng(27)
     x, memory = randn(rng, B, T, C), randn(rng, B, TK, C)
-    with pytest.raises(ValueError, match="takes no key/value cache and no causal mask"):
+    with pytest.raises(ValueError, match="takes no causal mask"):
         mha(rng, causal=True)(x, memory)
-    with pytest.raises(ValueError, match="takes no key/value cache"):
-        mha(rng)(x, memory, cache=LayerKV(9))
     with pytest.raises(ValueError, match="memory has batch size 1, x has 2"):
         mha(rng)(x, memory[:1])
     with pytest.raises(ValueError, match=r"expected last dim 12, got 8 \(MultiHeadAttention memory shape"):

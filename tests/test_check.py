@@ -279,8 +279,8 @@ def test_planted_layer_norm_bug_fails_its_rows_only(monkeypatch, capsys):
     failed = {row["name"] for row in report["rows"] if row["result"] == "FAIL"}
     expected = {item.name for item in ITEMS if uses(item, LayerNorm)}
     assert {"LayerNorm", "GPT (2 layers, tied head)", "MLM head", "BERT (MLM head)",
-            "BERT (classifier head)", "Transformer"} <= expected
-    assert len(expected) == 10  # + Embeddings and the three blocks
+            "BERT (classifier head)", "Transformer", "Seq2Seq"} <= expected
+    assert len(expected) == 11  # + Embeddings and the three blocks
     assert failed == expected  # the layer and what is built on it; every other row still passes
     row = next(row for row in report["rows"] if row["name"] == "LayerNorm")
     assert row["fd_error"] > 1e-2  # off by order one, not by rounding

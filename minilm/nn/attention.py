@@ -28,9 +28,12 @@ cross-attention (memory given): queries from x (B, T, C), keys and values from m
     returned as (dx, dmemory). Self-attention is the case memory = x, where the two input gradients meet
     in one sum: dx = d[q k v] W_in, one matmul.
 
-cached decoding (cache= a minilm.nn.kv_cache.LayerKV, causal layers only): x holds the T new positions; their
-    keys and values are appended to the cache's and the queries attend to all T_past + T keys, under the
-    causal mask offset by T_past (minilm.nn.masks): the same projection, mask and sdpa as the full forward.
+cached decoding (cache= a minilm.nn.kv_cache.LayerKV): x holds the T new positions; their keys and values are
+    appended to the cache's and the queries attend to all T_past + T keys, under the causal mask offset by
+    T_past (minilm.nn.masks): the same projection, mask and sdpa as the full forward. A non-causal layer
+    (a decoder's self-attention, whose causal mask comes as attn_mask) takes one new position at a time, which
+    may see every key. With memory, the cache holds the memory's keys and values, projected at the first step
+    and read at every later one (they depend on the memory alone).
     Forward only: nothing is kept for a backward, and the cached keys are overwritten as decoding goes on.
 
 kept:     x (and memory) for dW_in; sdpa's cache (q, k, v, A, the mask); out_proj keeps its input.
@@ -111,17 +114,22 @@ class MultiHeadAttention(Module):
         if memory is None:
             q, k, v = self._project(x, 0, 3)  # (B, H, T, hs) each
         else:
-            if cache is not None or self.causal:
-                raise ValueError("cross-attention (memory given) takes no key/value cache and no causal mask: "
-                                 "the keys are the memory's, not earlier positions of x")
+            if self.causal:
+                raise ValueError("cross-attention (memory given) takes no causal mask: the keys are the memory's, "
+                                 "not earlier positions of x")
             if self._check_input("MultiHeadAttention memory", memory)[0] != B:
                 raise ValueError(f"memory has batch size {memory.shape[0]}, x has {B}")
             (q,) = self._project(x, 0, 1)  # (B, H, T, hs)
-            k, v = self._project(memory, 1, 3)  # (B, H, Tk, hs) each
-        if cache is not None:
-            if not self.causal:
-                raise ValueError("a key/value cache needs causal attention "
-                                 "(causal=False lets old positions see new ones)")
+            if cache is None:
+                k, v = self._project(memory, 1, 3)  # (B, H, Tk, hs) each
+            elif cache.length == 0:  # the first decoding step: the memory's keys and values, once for every step
+                k, v = cache.append(*self._project(memory, 1, 3))  # (B, H, Tk, hs) each
+            else:
+                k, v = cache.keys, cache.values  # (B, H, Tk, hs) each: the memory does not change while decoding
+        if cache is not None and memory is None:
+            if not self.causal and T > 1:
+                raise ValueError("a key/value cache on non-causal attention takes one new position at a time "
+                                 f"(got {T}): causal=False would let old positions see new ones")
             T_past = cache.length
             k, v = cache.append(k, v)  # (B, H, T_past + T, hs) each
         mask = attention_mask(B, T, self.causal, key_padding_mask, x.dtype, Tk=k.shape[2], T_past=T_past,

@@ -1,13 +1,15 @@
 """Embeddings: what every transformer family does to token ids before its first block.
 
-forward:  x = wte[ids] + P[start : start + T] + wtt[token_type_ids]     (B, T, C); wtt with segments only
+forward:  x = s·wte[ids] + P[start : start + T] + wtt[token_type_ids]   (B, T, C); wtt with segments only
+          s = 1, or √C in the original transformer (Vaswani et al. §3.4: the embedding's weights are scaled
+          by √d_model, so they are not drowned by the positions' ±1 where they share a table with the output)
           x = LN(x)                                                       BERT only (layer_norm=True)
           x = dropout(x)
           P is a learned (max_len, C) table wpe (GPT-2, BERT) or the fixed sinusoids (Vaswani et al. §3.5);
           start is the position of the first token: 0, or the tokens a key/value cache already holds.
 backward: dx = dropout'(dx), then LN'(dx)
           dwtt[v] = Σ_{b,t: token_type_ids = v} dx[b, t]    dwpe[start + t] = Σ_b dx[b, t]
-          dwte[v] = Σ_{b,t: ids = v} dx[b, t]               (scatter-adds: minilm.nn.embedding)
+          dwte[v] = s·Σ_{b,t: ids = v} dx[b, t]             (scatter-adds: minilm.nn.embedding)
           ids are integers: no gradient, backward returns None. With sinusoids P is a constant.
 shapes:   ids, token_type_ids (B, T) integers; x (B, T, C); wte (V, C), wpe (max_len, C), wtt (type_vocab, C)
 padding:  padding_idx (BERT's [PAD] id) is wte's row that stays 0 and is never trained, as in torch.
@@ -27,11 +29,11 @@ from minilm.nn.positional import SinusoidalPositionalEncoding
 
 class Embeddings(Module):
     def __init__(self, vocab_size, d_model, max_len, pos="learned", type_vocab_size=0, layer_norm=False,
-                 layer_norm_eps=1e-5, dropout=0.0, padding_idx=None, rng=None):
+                 layer_norm_eps=1e-5, dropout=0.0, padding_idx=None, scale=1.0, rng=None):
         if pos not in ("learned", "sinusoidal"):
             raise ValueError(f"pos must be 'learned' or 'sinusoidal', got {pos!r}")
         rng = host_rng(rng)
-        self.pos, self.max_len = pos, max_len
+        self.pos, self.max_len, self.scale = pos, max_len, float(scale)
         self.wte = Embedding(vocab_size, d_model, padding_idx=padding_idx, rng=rng)
         self.wpe = Embedding(max_len, d_model, rng=rng) if pos == "learned" else \
             SinusoidalPositionalEncoding(max_len, d_model)
@@ -43,13 +45,15 @@ class Embeddings(Module):
         B, T = ids.shape
         if start + T > self.max_len:
             raise ValueError(f"sequence length {start + T} exceeds block_size {self.max_len}")
+        tokens = self.wte(ids)  # (B, T, C)
+        if self.scale != 1.0:  # skipped at 1, so a GPT's or BERT's sums are bit for bit as before
+            tokens = tokens * self.scale
         if self.pos == "learned":
-            x = self.wte(ids) + self.wpe(xp.arange(start, start + T))  # (B, T, C) + (T, C)
+            x = tokens + self.wpe(xp.arange(start, start + T))  # (B, T, C) + (T, C)
         elif start == 0:
-            x = self.wpe(self.wte(ids))  # (B, T, C) + PE[:T]
+            x = self.wpe(tokens)  # (B, T, C) + PE[:T]
         else:
-            x = self.wte(ids)  # (B, T, C)
-            x = x + self.wpe.pe[start:start + T].astype(x.dtype)  # (B, T, C) + PE[start : start + T]
+            x = tokens + self.wpe.pe[start:start + T].astype(tokens.dtype)  # (B, T, C) + PE[start : start + T]
         if self.wtt is not None:
             if token_type_ids is None:
                 token_type_ids = xp.zeros_like(ids)  # one segment, as transformers assumes
@@ -71,5 +75,6 @@ class Embeddings(Module):
             self.wpe.backward(dx.sum(axis=0))  # the (T, C) positions were broadcast over B
         else:
             dx = self.wpe.backward(dx)
-        self.wte.backward(dx)
+        # forward: tokens = s·wte[ids]
+        self.wte.backward(dx * self.scale if self.scale != 1.0 else dx)
         return None  # token ids have no gradient

@@ -70,9 +70,10 @@ class TransformerBlock(Module):
         self.mlp = FeedForward(d_model, d_ff, activation=activation, bias=bias, dropout=dropout, rng=rng)
 
     def forward(self, x, memory=None, *, key_padding_mask=None, memory_key_padding_mask=None, attn_mask=None,
-                cache=None):
+                cache=None, memory_cache=None):
         """y (B, T, C). memory (B, Tk, C): a decoder layer's encoder output. key_padding_mask (B, T) and attn_mask
-        go to the self-attention, memory_key_padding_mask (B, Tk) to the cross-attention; cache: a LayerKV."""
+        go to the self-attention, memory_key_padding_mask (B, Tk) to the cross-attention; cache: the
+        self-attention's LayerKV, memory_cache the cross-attention's (the memory's keys and values, once)."""
         if (memory is None) != (self.crossattention is None):
             raise ValueError("a decoder layer (cross_attention=True) needs memory, and only it takes one"
                              if memory is None else "memory given to a block built without cross_attention")
@@ -83,7 +84,7 @@ class TransformerBlock(Module):
         else:
             u = self.ln_1(x + self.resid_dropout(self.attn(x, **masks)))  # (B, T, C)
         if memory is not None:
-            cross = dict(key_padding_mask=memory_key_padding_mask)
+            cross = dict(key_padding_mask=memory_key_padding_mask, cache=memory_cache)
             if pre:
                 u = u + self.cross_dropout(self.crossattention(self.ln_cross_attn(u), memory, **cross))  # (B, T, C)
             else:

@@ -1,5 +1,5 @@
-"""The model rows of `minilm check`: a tiny GPT, BERT with each trained head, BERT's MLM head on its own, and the
-encoder-decoder Transformer (torch.nn.Transformer's core).
+"""The model rows of `minilm check`: a tiny GPT, BERT with each trained head, BERT's MLM head on its own, the
+encoder-decoder Transformer (torch.nn.Transformer's core) and the translation model around it, Seq2Seq.
 
 A model is too large to difference everywhere, so its rows difference GPT_COORDS stratified coordinates of each
 array (minilm.verify.gradcheck) and are held to tolerances.GRADCHECK["model"]. Weights are the models' own
@@ -17,6 +17,11 @@ target. Its activation is "gelu": ReLU's kink would put the differences at the m
 Weights are minilm's own init (Linear U(±1/√fan_in)), the constants offset by 0.1. Its twin is
 torch.nn.Transformer itself (minilm.verify.reference.transformer). tests/test_seq2seq_core.py covers relu and
 norm_first=True.
+
+Seq2Seq is that Transformer between token ids and logits, as the translation model runs it: one token table for
+both languages, tied to the output (so it gets three gradients), scaled by √d_model, sinusoidal positions,
+padding read from the ids ([PAD] = 0 at the end of the last source and target). Its twin is torch's embeddings,
+torch.nn.Transformer and a Linear (minilm.verify.reference.seq2seq); tests/test_seq2seq.py covers the rest.
 """
 
 import numpy as np
@@ -24,6 +29,7 @@ import numpy as np
 from minilm.backend import asarray
 from minilm.models.bert import BERT, BERTConfig, MLMHead
 from minilm.models.gpt import GPT, GPTConfig
+from minilm.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from minilm.models.transformer import Transformer, TransformerConfig
 from minilm.nn import Embedding
 from minilm.verify.check_cases import Case, Item, padding, randn, vary_constants
@@ -91,6 +97,15 @@ def _transformer(rng):
                  "memory_key_padding_mask": src_pad})
 
 
+def _seq2seq(rng):
+    config = Seq2SeqConfig(vocab_size=11, block_size=9, **TRANSFORMER_SIZES)
+    model = vary_constants(Seq2Seq(config, rng=rng), rng)
+    B, S, T = TRANSFORMER_B, TRANSFORMER_S, TRANSFORMER_T
+    src, tgt = rng.integers(1, 11, (B, S)), rng.integers(1, 11, (B, T))  # (B, S), (B, T), never [PAD] = 0 ...
+    src[-1, S // 2:], tgt[-1, T - 2:] = 0, 0  # ... except the last row's padding
+    return Case(model, (asarray(src), asarray(tgt)))
+
+
 # measured over seeds 0 ... 39 (600 for the MLM head) at h = 1e-5: worst FD errors 2.4e-6 (BERT, MLM head),
 # 1.7e-6 (BERT, classifier head), both under GRADCHECK["model"]; 4.2e-7 (MLM head alone) under its "smooth"
 MODEL_ITEMS = [
@@ -102,4 +117,5 @@ MODEL_ITEMS = [
          fd="model", max_coords=GPT_COORDS),
     Item("Transformer", "Transformer", Transformer, _transformer, pick=(0, 1, 2, 4), fd="model",
          max_coords=GPT_COORDS),
+    Item("Seq2Seq", "Seq2Seq", Seq2Seq, _seq2seq, pick=(0, 1, 2, 3), fd="model", max_coords=GPT_COORDS),
 ]

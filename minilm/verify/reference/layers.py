@@ -116,11 +116,11 @@ class FeedForwardTwin(torch.nn.Module):
 
 
 class EmbeddingsTwin(torch.nn.Module):
-    """dropout(LN(wte[ids] + P[start:start+T] + wtt[token_type_ids])), minilm.nn.Embeddings's sublayer names."""
+    """dropout(LN(s·wte[ids] + P[start:start+T] + wtt[token_type_ids])), minilm.nn.Embeddings's sublayer names."""
 
     def __init__(self, emb):
         super().__init__()
-        C, self.learned = emb.wte.embedding_dim, emb.pos == "learned"
+        C, self.learned, self.scale = emb.wte.embedding_dim, emb.pos == "learned", emb.scale
         self.wte = torch.nn.Embedding(emb.wte.num_embeddings, C, padding_idx=emb.wte.padding_idx)
         self.wpe = torch.nn.Embedding(emb.max_len, C) if self.learned else SinusoidalTwin(emb.max_len, C)
         self.wtt = torch.nn.Embedding(emb.wtt.num_embeddings, C) if emb.wtt is not None else None
@@ -129,10 +129,11 @@ class EmbeddingsTwin(torch.nn.Module):
 
     def forward(self, ids, token_type_ids=None, start=0):
         T = ids.shape[1]
+        tokens = self.wte(ids) * self.scale
         if self.learned:
-            x = self.wte(ids) + self.wpe(torch.arange(start, start + T))
+            x = tokens + self.wpe(torch.arange(start, start + T))
         else:
-            x = self.wte(ids) + self.wpe.pe[start:start + T].to(self.wte.weight.dtype)
+            x = tokens + self.wpe.pe[start:start + T].to(self.wte.weight.dtype)
         if self.wtt is not None:
             x = x + self.wtt(torch.zeros_like(ids) if token_type_ids is None else token_type_ids)
         return self.drop(self.ln(x) if self.ln is not None else x)
