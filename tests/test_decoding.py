@@ -8,7 +8,7 @@ import pytest
 
 from minilm.backend import asarray
 from minilm.models import Seq2Seq, Seq2SeqConfig
-from minilm.training.decoding import beam_search, greedy, log_softmax
+from minilm.training.decoding import _search, beam_search, greedy, log_softmax
 from minilm.verify.check_cases import vary_constants
 
 PAD, BOS, EOS = 0, 1, 2
@@ -85,6 +85,28 @@ def test_pad_and_bos_are_never_produced_even_where_the_model_prefers_them():
         assert PAD not in tokens and BOS not in tokens
 
 
+class OneLikelyTarget:
+    """A stand-in for the model's steps: "a" with p 0.9 and [EOS] with 0.1 until five a's, then [EOS] with 0.99."""
+
+    def __call__(self, prefix):  # prefix (R, t + 1)
+        t = prefix.shape[1] - 1
+        p = np.full((len(prefix), 4), 1e-9)
+        p[:, [EOS, 3]] = (0.99, 0.01) if t == 5 else (0.1, 0.9)
+        return np.log(p)
+
+    def keep(self, rows):
+        pass
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_unlikely_early_ends_do_not_stop_the_search_before_the_likely_target_finishes(k):
+    """a a a a a [EOS] has p 0.9⁵ · 0.99 = 0.58; every earlier [EOS] at most 0.1. Stopping at the first k finished
+    targets (the rule this replaced) returned [EOS] alone for k = 2 and 4."""
+    finished = _search(OneLikelyTarget(), 1, k, BOS, EOS, 0.0, 10)
+    score, tokens = max(finished[0])
+    assert tokens == [3] * 5 and score == pytest.approx(5 * np.log(0.9) + np.log(0.99))
+
+
 def test_the_model_keeps_its_mode_and_bad_settings_are_named():
     model, src = model_and_sources(6)
     model.train()
@@ -92,5 +114,7 @@ def test_the_model_keeps_its_mode_and_bad_settings_are_named():
     assert model.training
     with pytest.raises(ValueError, match="beam width must be at least 1, got 0"):
         beam_search(model, src, BOS, EOS, beam=0)
+    with pytest.raises(ValueError, match="length_penalty must be at least 0, got -0.5"):
+        beam_search(model, src, BOS, EOS, length_penalty=-0.5)
     with pytest.raises(ValueError, match="max_len must be in 1 … block_size 6, got 7"):
         greedy(model, src, BOS, EOS, max_len=7)

@@ -26,8 +26,10 @@ from minilm.training.objectives import OBJECTIVES, CausalLM, objective_for
 from minilm.training.config import MODEL_PRESETS, model_options, preset_for, with_changes
 from minilm.training.run_state import saved_model_type, saved_objective
 from minilm.training.trainer import PRESETS, TrainConfig, Trainer, split_scores
+from minilm.training.translator import Seq2SeqTrainer
 
-CHOICES = {"backend": BACKENDS, "pos": ("learned", "sinusoidal"), "norm": ("pre", "post"), "tokenizer": ("char", "bpe", "wordpiece")}
+CHOICES = {"backend": BACKENDS, "pos": ("learned", "sinusoidal"), "norm": ("pre", "post"),
+           "tokenizer": ("char", "bpe", "wordpiece"), "activation": ("relu", "gelu")}
 # field -> (smallest allowed, bound above or None, whether that bound is excluded)
 RANGES = {
     "seed": (0, None, False),  # NumPy seeds are non-negative
@@ -41,6 +43,8 @@ RANGES = {
     "grad_clip": (0.0, None, False), "eval_interval": (1, None, False), "eval_iters": (1, None, False),
     "sample_tokens": (0, None, False), "layer_norm_eps": (POSITIVE, None, False),
     "d_ff": (0, None, False), "type_vocab_size": (1, None, False),  # d_ff 0: 4 n_embd
+    "d_model": (1, None, False), "nhead": (1, None, False), "num_encoder_layers": (1, None, False),
+    "num_decoder_layers": (1, None, False), "dim_feedforward": (1, None, False),
 }
 
 
@@ -56,18 +60,21 @@ def _field_help(cls):
 
 
 def add_arguments(parser):
-    """Train a GPT or a BERT on a text (tiny Shakespeare by default), checkpointing to OUT/latest and OUT/best."""
+    """Train a GPT or a BERT on a text (tiny Shakespeare by default), or a seq2seq on translation pairs (English
+    number words to French by default), checkpointing to OUT/latest and OUT/best."""
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="starting configuration: cpu (nanoGPT's low-budget Shakespeare run, the defaults shown "
                              "here) or gpu (nanoGPT's train_shakespeare_char, --model gpt only); every option below "
                              "overrides it")
     parser.add_argument("--model", choices=sorted(MODELS), default=None,
-                        help="the model family: gpt (a decoder; the default) or bert (an encoder of the same shape); "
-                             "a bare --resume continues the checkpoint's")
+                        help="the model family: gpt (a decoder; the default), bert (an encoder of the same shape) "
+                             "or seq2seq (an encoder-decoder for translation: --data numbers, numbers-digits or a "
+                             "file of source<TAB>target lines); a bare --resume continues the checkpoint's")
     parser.add_argument("--objective", choices=sorted(OBJECTIVES), default=None,
                         help="what the model learns to predict: clm, the next token (causal language modelling, the "
-                             "default for gpt), or mlm, 15%% of the tokens masked (masked language modelling, "
-                             "bert's); cls, a labelled task, is minilm finetune's")
+                             "default for gpt), mlm, 15%% of the tokens masked (masked language modelling, "
+                             "bert's), or seq2seq, the target given the source (seq2seq's); cls, a labelled task, "
+                             "is minilm finetune's")
     _add_fields(parser.add_argument_group("the run (TrainConfig)"), TrainConfig,
                 [f.name for f in dataclasses.fields(TrainConfig)],
                 {"cpu": PRESETS["cpu"].train, "gpu preset": PRESETS["gpu"].train})
@@ -149,7 +156,8 @@ def config_from_args(args, model_type="gpt"):
 def run(args):
     model_type, objective = model_and_objective(args)
     cfg, model, given = config_from_args(args, model_type)
-    trainer = Trainer(cfg, model, log=tqdm.write, given=given, objective=objective)
+    trainer_class = Seq2SeqTrainer if model_type == "seq2seq" else Trainer
+    trainer = trainer_class(cfg, model, log=tqdm.write, given=given, objective=objective)
     trainer.train()
     cfg, out, objective = trainer.cfg, trainer.out, trainer.objective
     print(f"best val loss {trainer.best_val:.4f}; checkpoints in {out}/latest and {out}/best")
@@ -157,9 +165,13 @@ def run(args):
     if metric is None:
         print(f"val loss of the final weights on the whole val split, without sampling noise: {loss:.4f}")
     else:  # a masked LM: its split masked with a fixed seed, so the figure is the same every time
-        print(f"val loss of the final weights on the whole val split, without sampling noise (its masks fixed by "
-              f"a seed): {loss:.4f}; {objective.metric} {metric:.4f}")
-    if cfg.sample_tokens > 0 and not isinstance(objective, CausalLM):
+        masks = " (its masks fixed by a seed)" if objective.name == "mlm" else ""
+        print(f"val loss of the final weights on the whole val split, without sampling noise{masks}: {loss:.4f}; "
+              f"{objective.metric} {metric:.4f}")
+    if isinstance(trainer, Seq2SeqTrainer):
+        print("\n".join(trainer.report()[0]))
+        print(f"translate more with: minilm translate --ckpt {out} \"TEXT\"")
+    elif cfg.sample_tokens > 0 and not isinstance(objective, CausalLM):
         print("\n".join(objective.fill_mask(trainer.model, trainer.tokenizer, trainer.val_data, cfg.block_size)))
     elif cfg.sample_tokens > 0:
         from minilm.training.sampling import generate

@@ -10,13 +10,17 @@ never:    [PAD] and [BOS] are not produced (their log p is set to -inf): no targ
           prefix would be a masked key to the full forward.
 greedy:   y_t = argmax_v log p(v | y_<t, x).
 beam:     keeps the k best unfinished targets by log p(y_<t | x) = Σ_s log p(y_s | y_<s, x). Each step scores
-          all k·V one-token extensions and goes down them best first: an extension ending in [EOS] joins the
-          source's finished list, the others refill the k unfinished rows. A source is done when it has k
-          finished targets (Hugging Face's early_stopping=True). The answer is the finished target with the
-          best length-normalised score (Wu et al. 2016, §7):
+          all k·V one-token extensions and goes down them best first until k unfinished ones are kept: an
+          extension ending in [EOS] on the way joins the source's finished list. The answer is the finished
+          target with the best length-normalised score (Wu et al. 2016, §7):
               score(y) = log p(y | x) / lp(y),   lp(y) = ((5 + |y|) / 6)^α,   α = length_penalty
           |y| counts the tokens produced, [EOS] included. α = 0 ranks by log p alone, which favours short
           targets (every token multiplies in a p ≤ 1); α > 0 favours longer ones. Beam width 1 is greedy.
+          A source is done when its best finished score is at least the best an unfinished target could still
+          reach, log p(y_<t | x) / lp(max_len): log p only falls and lp only grows as a target lengthens. So the
+          beam width is the one approximation; stopping at the first k finished targets instead (Hugging
+          Face's early_stopping=True) let unlikely early [EOS]s end the search before the likely target had
+          finished, measured: beam 4 at 82% exact match on the numbers task where greedy had 98%.
           If max_len is reached first, the unfinished targets are scored as they stand.
 shapes:   src (B, S) ids; rows R = B (greedy) or B·k (beam); returns a list of B id lists, [BOS] and [EOS]
           left out. Scores are float64 on the host.
@@ -80,6 +84,8 @@ def beam_search(model, src, bos_id, eos_id, beam=4, length_penalty=0.6, max_len=
     list of B id lists, and its length-normalised score (B,) (module docstring)."""
     if beam < 1:
         raise ValueError(f"beam width must be at least 1, got {beam}")
+    if not length_penalty >= 0:  # the stopping rule's bound needs lp to grow with length
+        raise ValueError(f"length_penalty must be at least 0, got {length_penalty}")
     src = np.asarray(to_numpy(src))
     B, k = src.shape[0], beam
     max_len = _limit(model, max_len)
@@ -106,17 +112,18 @@ def _search(steps, B, k, bos_id, eos_id, alpha, max_len):
     log_p = np.full((B, k), -np.inf)  # (B, k) log p(y_<t | x) of each unfinished row
     log_p[:, 0] = 0.0  # one row per source at first: k copies of [BOS] would fill the beam with duplicates
     finished = [[] for _ in range(B)]
+    done = np.zeros(B, dtype=bool)
     for t in range(max_len):
         step = steps(prefix)  # (B·k, V)
         V = step.shape[-1]
         candidates = (log_p[:, :, None] + step.reshape(B, k, V)).reshape(B, k * V)  # (B, k·V)
         order = np.argsort(-candidates, axis=1, kind="stable")  # best first; ties to the lower row, then id
         rows, tokens, kept = np.zeros((B, k), np.int64), np.full((B, k), eos_id), np.full((B, k), -np.inf)
-        for b in range(B):
+        for b in np.flatnonzero(~done):
             n = 0
             for flat in order[b]:
                 score = candidates[b, flat]
-                if len(finished[b]) >= k or n == k or score == -np.inf:
+                if n == k or score == -np.inf:
                     break
                 row, token = divmod(int(flat), V)
                 if token == eos_id:
@@ -124,14 +131,15 @@ def _search(steps, B, k, bos_id, eos_id, alpha, max_len):
                 else:
                     rows[b, n], tokens[b, n], kept[b, n] = row, token, score
                     n += 1
-        if all(len(hyps) >= k for hyps in finished) or t + 1 == max_len:
+            best = max((score for score, _ in finished[b]), default=-np.inf)
+            done[b] = n == 0 or best >= normalised(kept[b, 0], max_len)  # kept[b, 0]: the best unfinished
+        if done.all() or t + 1 == max_len:
             break
         keep = (np.arange(B)[:, None] * k + rows).reshape(-1)  # (B·k,) the rows that continue
         steps.keep(keep)
         prefix = np.concatenate([prefix[keep], tokens.reshape(-1, 1)], axis=1)  # (B·k, t + 2)
         log_p = kept
-    for b in range(B):  # max_len reached: the unfinished rows compete as they stand
-        if len(finished[b]) < k:
-            finished[b] += [(normalised(kept[b, n], t + 1), prefix[b * k + rows[b, n], 1:].tolist()
-                             + [int(tokens[b, n])]) for n in range(k) if kept[b, n] > -np.inf]
+    for b in np.flatnonzero(~done):  # max_len reached: the unfinished rows compete as they stand
+        finished[b] += [(normalised(kept[b, n], t + 1), prefix[b * k + rows[b, n], 1:].tolist()
+                         + [int(tokens[b, n])]) for n in range(k) if kept[b, n] > -np.inf]
     return finished

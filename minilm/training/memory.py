@@ -6,6 +6,9 @@ parameters: GPT, per block ln_1, ln_2 2C each; attention 4C² (+ 4C biases); MLP
             whole: wte VC, wpe TC, wtt (type_vocab_size)·C, embedding LN 2C, L blocks; then the MLM head
             C² + C + 2C + V (its decoder is wte, only its bias is new), or a pooler C² + C (+ a classifier
             K·C + K)
+            Seq2Seq (biases everywhere, F = dim_feedforward), per encoder block 4C² + 2FC + F + 9C, per decoder
+            block 8C² + 2FC + F + 15C, the two final LayerNorms 4C; token tables VC (2VC when not shared),
+            learned positions 2TC, the output's bias V (and its VC when not tied)
 bytes:      16 per parameter to train: the float32 weight, its gradient and AdamW's two moments; and for one
             batch at least its logits and their gradient, 2·B·T·V floats, and the (B, H, T, T) attention
             weights of every layer (of one layer at a time with --recompute-attention). The rest of the
@@ -15,7 +18,7 @@ bytes:      16 per parameter to train: the float32 weight, its gradient and Adam
 """
 
 from minilm.backend import backend_name, device_memory_bytes
-from minilm.models import BERTConfig
+from minilm.models import BERTConfig, Seq2SeqConfig
 
 BYTES_PER_PARAMETER = 16  # float32 weight, gradient and AdamW's two moments
 FLOAT = 4  # bytes of a float32
@@ -23,6 +26,13 @@ FLOAT = 4  # bytes of a float32
 
 def parameter_count(config):
     """The model's number of parameters, from its GPTConfig or BERTConfig (equals the built model's num_params())."""
+    if isinstance(config, Seq2SeqConfig):
+        C, V, F = config.d_model, config.vocab_size, config.dim_feedforward
+        blocks = (config.num_encoder_layers * (4 * C * C + 2 * F * C + F + 9 * C)
+                  + config.num_decoder_layers * (8 * C * C + 2 * F * C + F + 15 * C) + 4 * C)
+        tables = V * C * (1 if config.share_embeddings else 2) + (2 * config.block_size * C if config.pos == "learned"
+                                                                  else 0)
+        return blocks + tables + V + (0 if config.tie_weights else V * C)
     C, V = config.n_embd, config.vocab_size
     if isinstance(config, BERTConfig):
         F, K = config.ff_width, config.num_labels
@@ -37,7 +47,11 @@ def parameter_count(config):
 def batch_bytes(config, batch_size, block_size, keep_attention=True):
     """A lower bound on one training step's activations: logits and their gradient, and attention weights.
     (A BERT without the MLM head has (B, K) logits or none: a small term, left out.)"""
-    B, T, H = batch_size, block_size, config.n_head
+    B, T = batch_size, block_size
+    if isinstance(config, Seq2SeqConfig):  # sources and targets both T long: self-, causal and cross-attention
+        layers = config.num_encoder_layers + 2 * config.num_decoder_layers
+        return FLOAT * (2 * B * T * config.vocab_size + (layers if keep_attention else 1) * B * config.nhead * T * T)
+    H = config.n_head
     layers_kept = config.n_layer if keep_attention else 1
     per_position = 0 if getattr(config, "head", "mlm") != "mlm" else config.vocab_size  # logits per position
     return FLOAT * (2 * B * T * per_position + layers_kept * B * H * T * T)

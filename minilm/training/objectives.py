@@ -21,7 +21,7 @@ cls  sequence classification (a BERT with the "cls" head, fine-tuned on a labell
 The trainer runs any objective the same way: logits = model(*inputs); loss = CE(logits, targets);
 model.backward(CE.backward()). Each objective names the model types it can train and the special tokens
 its tokenizer must have; ``for_tokenizer`` binds it to the run's tokenizer (the ids of those tokens).
-The sequence-to-sequence objective comes with its model family.
+seq2seq (translation pairs, a Seq2Seq) lives in minilm.training.translation.
 """
 
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ from minilm.data import next_token_pairs, random_windows, sequential_windows
 from minilm.data.char_tokenizer import BERT_SPECIALS
 from minilm.data.masking import IGNORE_INDEX, mask_tokens
 from minilm.nn import inference
+from minilm.training.translation import Translation
 
 # the whole-split masked LM loss masks its split with this seed, every time: the same masks at every
 # evaluation and in every run, so two figures differ only by the weights
@@ -199,7 +200,7 @@ class Classification:
         return int((xp.argmax(logits, axis=-1) == targets).sum())
 
 
-OBJECTIVES = {"clm": CausalLM, "mlm": MaskedLM, "cls": Classification}
+OBJECTIVES = {"clm": CausalLM, "mlm": MaskedLM, "cls": Classification, "seq2seq": Translation}
 
 
 def objective_for(model_type):
