@@ -11,9 +11,11 @@ from minilm.nn.embeddings import Embeddings
 from minilm.nn.feedforward import FeedForward
 from minilm.nn.linear import Linear
 from minilm.nn.loss import CrossEntropyLoss
+from minilm.nn.lstm import LSTM
 from minilm.nn.module import Module, Parameter, inference
 from minilm.nn.normalization import LayerNorm
 from minilm.nn.positional import SinusoidalPositionalEncoding
+from minilm.nn.rnn import RNN
 from minilm.nn.softmax import LogSoftmax, Softmax, log_softmax, softmax
 from minilm.nn.transformer import TransformerBlock
 
@@ -22,5 +24,5 @@ __all__ = [
     "Linear", "Embedding", "Embeddings", "SinusoidalPositionalEncoding", "LayerNorm", "Dropout",
     "GELU", "ReLU", "Tanh", "Softmax", "LogSoftmax", "softmax", "log_softmax", "CrossEntropyLoss",
     "scaled_dot_product_attention", "ScaledDotProductAttention", "SelfAttention", "MultiHeadAttention",
-    "FeedForward", "TransformerBlock",
+    "FeedForward", "TransformerBlock", "LSTM", "RNN",
 ]

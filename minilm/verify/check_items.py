@@ -16,6 +16,7 @@ from minilm.optim import SGD, Adam, AdamW
 from minilm.verify.check_cases import Case, Item, OptimizerCase, padding, randn, vary_constants
 from minilm.verify.check_formula import formula_of, formula_pieces
 from minilm.verify.check_models import GPT_COORDS, MODEL_ITEMS
+from minilm.verify.check_recurrent import RECURRENT_ITEMS
 
 __all__ = ["ITEMS", "LAYERS", "Case", "Item", "OptimizerCase", "formula_of", "formula_pieces", "GPT_COORDS"]
 
@@ -155,6 +156,7 @@ ITEMS = [
          anchor="forward, post-LN (Vaswani et al.):", fd="model"),
     Item("decoder layer", "TransformerBlock", TransformerBlock, _decoder_layer,
          anchor="forward, decoder layer, post-LN (Vaswani et al.):", fd="model"),
+    *RECURRENT_ITEMS,
     *MODEL_ITEMS,
     Item("SGD (momentum 0.9, decay 0.01)", "SGD", SGD, _optimizer(SGD, "SGD", lr=0.1, momentum=0.9, weight_decay=0.01),
          anchor="update, per parameter θ with gradient g:", fd=None),

@@ -15,6 +15,7 @@ import torch
 from minilm.backend import asarray, is_floating, to_numpy
 from minilm.verify.reference.bert import BERTTwin, MLMHeadTwin
 from minilm.verify.reference.blocks import DecoderLayerTwin, GPTTwin, TransformerBlockTwin
+from minilm.verify.reference.recurrent import RecurrentOutputsTwin
 from minilm.verify.reference.seq2seq import Seq2SeqTwin
 from minilm.verify.reference.transformer import TransformerTwin
 from minilm.verify.reference.layers import (CrossEntropyTwin, EmbeddingsTwin, FeedForwardTwin, LogSoftmaxTwin,
@@ -75,6 +76,8 @@ def _build_twin(module):
         return TransformerTwin(module)
     if kind == "Seq2Seq":
         return Seq2SeqTwin(module)
+    if kind == "RecurrentOutputs":
+        return RecurrentOutputsTwin(module)
     raise TypeError(f"no PyTorch twin for {kind}")
 
 
