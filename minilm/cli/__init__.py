@@ -1,9 +1,10 @@
 """The ``minilm`` command: this dispatcher, and one module per command that is only a command line
-(train.py, sample.py, hf.py, finetune.py, encoder.py); check and attention keep theirs beside the code they
-drive (verify, viz).
+(train.py, sample.py, translate.py, hf.py, finetune.py, encoder.py); check and attention keep theirs beside the
+code they drive (verify, viz).
 
-    minilm train   [--model gpt|bert] [--max-iters N] ...   train a GPT (or a BERT), checkpointing as it goes
+    minilm train   [--model gpt|bert|seq2seq] [--max-iters N] ... train a GPT (a BERT, a seq2seq), checkpointing
     minilm sample  --ckpt DIR --prompt TEXT ...              generate text from a checkpoint
+    minilm translate --ckpt DIR [--beam N] TEXT ...          translate with a seq2seq checkpoint (greedy or beam)
     minilm check   [LAYER ...]                               verify every formula (finite differences, PyTorch)
     minilm export / import-hf                                GPT-2 and BERT weights in the Hugging Face layout
     minilm finetune --init-from CKPT --task NAME|FILE        fine-tune a BERT classifier, beside the baselines
@@ -28,6 +29,7 @@ from minilm.backend import backend_name
 COMMANDS = {
     "train": ("minilm.cli.train", "add_arguments", "run"),
     "sample": ("minilm.cli.sample", "add_arguments", "run"),
+    "translate": ("minilm.cli.translate", "add_arguments", "run"),
     "check": ("minilm.verify.check", "add_arguments", "run"),
     "attention": ("minilm.viz.figures", "add_attention_arguments", "run_attention"),
     "export": ("minilm.cli.hf", "add_export_arguments", "run_export"),

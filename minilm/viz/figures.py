@@ -1,8 +1,10 @@
 """PNG files from models: the ``minilm attention`` command, and the README's figures.
 
     minilm attention --ckpt DIR --text TEXT [--layer L] [--head H] --out FILE.png
-        a checkpoint's attention on a text: one heatmap per head of layer L (default: the last), tokens on
-        both axes; the text must fit in block_size tokens of the checkpoint's own tokenizer
+        a GPT checkpoint's attention on a text: one heatmap per head of layer L (default: the last), tokens on
+        both axes; the text must fit in block_size tokens of the checkpoint's own tokenizer. A seq2seq
+        checkpoint: TEXT is a source, translated greedily, and each heatmap is decoder layer L's
+        cross-attention, [BOS] + the translation down, the source across (minilm.viz.cross_attention)
 
     OMP_NUM_THREADS=1 python -m minilm.viz.figures [--out figures] [--max-iters 600]
         regenerates figures/:
@@ -44,11 +46,7 @@ from minilm.nn.positional import sinusoidal_table
 
 # a line from the validation split (the last 10%), which the model never trained on
 LINE = "GREMIO:\nGood morrow, neighbour Baptista.\n"
-
-
-def token_strings(tokenizer, ids):
-    """Each token of ids (T,) as its own text, to label a heatmap's axes."""
-    return [tokenizer.decode(ids[t:t + 1]) for t in range(len(ids))]
+TITLE_CHARS = 16  # of a translation in a cross-attention title: one with no spaces cannot be wrapped
 
 
 def bigram_loss(train, val, vocab_size):
@@ -95,7 +93,7 @@ def attention(out, model, tokenizer):
     layer = len(model.h) - 1
     weights = plots.attention_weights(model, ids)[layer][0]  # (H, T, T)
     title = f"last layer ({layer}) of the trained GPT, every head, on a line it never saw"
-    fig = plots.attention_heatmaps(weights, token_strings(tokenizer, ids), title=title)
+    fig = plots.attention_heatmaps(weights, plots.token_strings(tokenizer, ids), title=title)
     return plots.save_figure(fig, out / "attention.png")
 
 
@@ -120,12 +118,14 @@ def gradcheck(out):
 # --- minilm attention --------------------------------------------------------------------------------
 
 def add_attention_arguments(parser):
-    """Draw a checkpoint's attention on a text: one heatmap per head, tokens on both axes."""
+    """Draw a checkpoint's attention on a text: one heatmap per head (a seq2seq's: cross-attention)."""
     parser.add_argument("--ckpt", required=True, metavar="DIR",
                         help="a checkpoint folder, or a training output folder (its best/, else its latest/)")
-    parser.add_argument("--text", required=True, help="the text to run the model on (at most block_size tokens)")
+    parser.add_argument("--text", required=True,
+                        help="the text to run the model on (at most block_size tokens); for a seq2seq checkpoint "
+                             "the source, which it translates greedily")
     parser.add_argument("--layer", type=int, default=None, metavar="L",
-                        help="the layer to draw, numbered from 0 (default: the last)")
+                        help="the layer (a seq2seq's decoder layer) to draw, numbered from 0 (default: the last)")
     parser.add_argument("--head", type=int, default=None, metavar="H",
                         help="draw only this head, numbered from 0 (default: every head)")
     parser.add_argument("--out", required=True, metavar="FILE.png", help="the PNG to write (replaced atomically)")
@@ -140,6 +140,7 @@ def _check_index(what, value, count):
 
 def run_attention(args):
     from minilm.files.loader import load_model  # the model code, only once the command runs
+    from minilm.models import type_of_model
 
     try:
         plots.require_matplotlib()  # a missing matplotlib is reported before the checkpoint is read
@@ -148,23 +149,48 @@ def run_attention(args):
                            f"{plots.INSTALL_MATPLOTLIB}") from err
     if args.backend is not None:
         use_backend(args.backend)  # before the model is built, so its weights live on that backend
-    model, tokenizer, ckpt = load_model(args.ckpt, expect=("gpt",), user="minilm attention")
+    model, tokenizer, ckpt = load_model(args.ckpt, expect=("gpt", "seq2seq"), user="minilm attention")
+    if args.text == "":
+        raise ValueError("--text is empty: give at least one character")
+    if type_of_model(model) == "seq2seq":
+        return _cross_attention(args, model, tokenizer, ckpt)
     config = model.config
     layer = config.n_layer - 1 if args.layer is None else args.layer
     _check_index("layer", layer, config.n_layer)
     if args.head is not None:
         _check_index("head", args.head, config.n_head)
-    if not args.text:
-        raise ValueError("--text is empty: give at least one character")
     ids = tokenizer.encode(args.text)  # (T,) names a character outside the vocabulary
     if len(ids) > config.block_size:
         raise ValueError(f"the text is {len(ids)} tokens long, longer than the model's block_size {config.block_size}")
     weights = plots.attention_weights(model, ids)[layer][0]  # (H, T, T)
     heads = range(config.n_head) if args.head is None else [args.head]
-    tokens = token_strings(tokenizer, ids)
+    tokens = plots.token_strings(tokenizer, ids)
     where = "/".join(Path(ckpt.path).parts[-2:])
     title = f"attention in layer {layer} (layers 0–{config.n_layer - 1}) of {where}"
     fig = plots.attention_heatmaps(weights[list(heads)], tokens, title=title, heads=heads)
+    print(plots.save_figure(fig, args.out))
+    return 0
+
+
+def _cross_attention(args, model, tokenizer, ckpt):
+    """run_attention for a Seq2Seq: decoder layer L's cross-attention on the source and its greedy translation."""
+    from minilm.viz.cross_attention import TARGET_SOURCE, cross_attention_weights
+
+    config = model.config
+    layer = config.num_decoder_layers - 1 if args.layer is None else args.layer
+    _check_index("decoder layer", layer, config.num_decoder_layers)
+    if args.head is not None:
+        _check_index("head", args.head, config.nhead)
+    weights, source, target = cross_attention_weights(model, tokenizer, args.text)  # (L, H, T, S)
+    translation = "".join(target[1:])  # after [BOS]
+    print(f"{args.text} -> {translation}")
+    heads = range(config.nhead) if args.head is None else [args.head]
+    where = "/".join(Path(ckpt.path).parts[-2:])
+    short = translation if len(translation) <= TITLE_CHARS else translation[:TITLE_CHARS - 1] + "…"
+    title = (f"cross-attention in decoder layer {layer} (layers 0–{config.num_decoder_layers - 1}) of {where}: "
+             f"{args.text!r} -> {short!r} (greedy)")
+    fig = plots.attention_heatmaps(weights[layer][list(heads)], target, keys=source, title=title, heads=heads,
+                                   axis_labels=TARGET_SOURCE)
     print(plots.save_figure(fig, args.out))
     return 0
 

@@ -2,6 +2,7 @@
 
     weights = attention_weights(model, ids)            one (B, H, T, T) NumPy array per layer
     attention_heatmaps(weights[-1][0], tokens)         one panel per head: query rows, key columns
+    attention_heatmaps(w, target, keys=source)         (H, T, S): a Seq2Seq's cross-attention (cross_attention.py)
     positional_encoding_heatmap(sinusoidal_table(64, 128))
     loss_curves(history, baseline=bigram_val_loss)     train and val loss against the step
     gradcheck_chart(rows)                              the rows of `minilm check --json`, on a log scale
@@ -15,6 +16,7 @@ without it; drawing without it raises ImportError naming the extra to install.
 The ``minilm attention`` command, which draws a checkpoint's heatmaps, lives in minilm.viz.figures.
 """
 
+import contextlib
 import importlib
 import io
 import math
@@ -58,58 +60,86 @@ def shown(token):
     return "".join(SHOWN.get(ch, ch) for ch in token)
 
 
-def attention_weights(model, ids):
-    """One NumPy array (B, H, T, T) per layer: the attention of a forward pass of ``model`` on ids (B, T) or (T,).
+def token_strings(tokenizer, ids):
+    """Each token of ids (T,) as its own text (a special token by name), to label a heatmap's axes."""
+    return [tokenizer.decode(ids[t:t + 1]) for t in range(len(ids))]
 
-    Runs in eval mode (no dropout), with every attention layer keeping its weights even where
-    keep_attention_weights(model, False) told it not to, then restores the mode and each layer's setting.
-    Row t of a head's (T, T) matrix is how query t spreads its attention over the keys: it sums to 1 (0 past t
-    under the causal mask).
-    """
-    ids = np.asarray(to_numpy(ids))
-    if ids.ndim == 1:
-        ids = ids[None, :]  # (1, T)
+
+@contextlib.contextmanager
+def weights_kept(model):
+    """Within: ``model`` in eval mode (no dropout) under inference(), every attention layer keeping its weights
+    (``.attention_weights``) even where keep_attention_weights(model, False) told it not to. After: the mode and
+    each layer's setting restored; the weights of the last forward stay on the layers to be read."""
     was_training = model.training
     layers = [m for _, m in model.named_modules() if isinstance(m, MultiHeadAttention)]
     settings = [(layer.keep_weights, layer.need_weights) for layer in layers]  # set per layer: restored below
     model.eval()
     try:
         for layer in layers:
-            layer.keep_weights = layer.need_weights = True  # these weights are the point of this forward
+            layer.keep_weights = layer.need_weights = True  # these weights are the point of the forward
         with inference():  # and nothing else: no backward follows
-            model(asarray(ids))
+            yield model
     finally:
         model.train(was_training)
         for layer, (keep, need) in zip(layers, settings):
             layer.keep_weights, layer.need_weights = keep, need
+
+
+def attention_weights(model, ids):
+    """One NumPy array (B, H, T, T) per layer: the attention of a forward pass of ``model`` on ids (B, T) or (T,).
+
+    Runs under weights_kept(model): eval mode, every layer keeping its weights, the settings restored after.
+    Row t of a head's (T, T) matrix is how query t spreads its attention over the keys: it sums to 1 (0 past t
+    under the causal mask).
+    """
+    ids = np.asarray(to_numpy(ids))
+    if ids.ndim == 1:
+        ids = ids[None, :]  # (1, T)
+    with weights_kept(model):
+        model(asarray(ids))
     return [to_numpy(block.attn.attention_weights) for block in model.h]  # L arrays (B, H, T, T)
 
 
-def attention_heatmaps(weights, tokens, title=None, heads=None):
-    """Figure with one heatmap per head: weights (H, T, T) or (T, T), rows the queries, columns the keys.
+def attention_heatmaps(weights, tokens, title=None, heads=None, keys=None,
+                       axis_labels=("query (attending)", "key (attended to)")):
+    """Figure with one heatmap per head: weights (H, T, T) or (T, T), rows the queries, columns the keys; with
+    ``keys``, weights (H, T, S) or (T, S) whose columns are other tokens (a decoder's cross-attention: the source).
 
-    tokens: the T tokens as strings, labelling both axes. heads: the head number of each panel (default 0 … H-1).
+    tokens: the T query tokens as strings, labelling the rows, and the columns too unless ``keys`` (S strings)
+    labels them. heads: the head number of each panel (default 0 … H-1). axis_labels: (rows, columns).
     One colour scale (0 to the largest weight) and one colour bar serve every panel.
     """
     w = np.asarray(to_numpy(weights), dtype=np.float64)
     if w.ndim == 2:
-        w = w[None]  # (1, T, T)
-    if w.ndim != 3 or w.shape[1] != w.shape[2]:
+        w = w[None]  # (1, T, S)
+    if keys is None and (w.ndim != 3 or w.shape[1] != w.shape[2]):
         raise ValueError(f"attention weights must have shape (H, T, T) or (T, T), got {np.shape(weights)}")
-    H, T, _ = w.shape
+    if w.ndim != 3:
+        raise ValueError(f"attention weights must have shape (H, T, S) or (T, S), got {np.shape(weights)}")
+    keys = tokens if keys is None else keys
+    H, T, S = w.shape
     if len(tokens) != T:
         raise ValueError(f"{len(tokens)} tokens given for attention over {T} positions")
+    if len(keys) != S:
+        raise ValueError(f"{len(keys)} key tokens given for attention over {S} key positions")
     heads = list(range(H)) if heads is None else list(heads)
     if len(heads) != H:
         raise ValueError(f"{len(heads)} head numbers given for {H} panels")
     ncols = H if H <= 3 else math.ceil(math.sqrt(H))
     nrows = math.ceil(H / ncols)
-    side = min(max(0.15 * T + 1.5, 3.5), 6.5)  # inches per panel: room for T labels, capped for long texts
-    fontsize = min(9.0, max(4.0, 0.8 * (side - 1.0) * 72 / T))  # points: the labels must not overlap
-    labels = [shown(t) for t in tokens]
-    longest = max(len(label) for label in labels)  # several characters (BPE tokens): written upwards
+
+    def inches(n):  # of a panel's side holding n labels: room for them, capped for long texts
+        return min(max(0.15 * n + 1.5, 3.5), 6.5)
+
+    width, height = inches(S), inches(T)
+    # square cells: a panel far longer one way (a long target, a short source) is cut to its cells the other way
+    width, height = min(width, max(2.5, height * S / T + 1.0)), min(height, max(2.5, width * T / S + 1.0))
+    # points: the labels must not overlap, along either axis
+    fontsize = min(9.0, max(4.0, min(0.8 * (inches(n) - 1.0) * 72 / n for n in (T, S))))
+    rows, columns = [shown(t) for t in tokens], [shown(k) for k in keys]
+    longest = max(len(label) for label in columns)  # several characters (BPE tokens): written upwards
     upright = fontsize / 72 * 0.7 * longest if longest > 1 else 0.0  # inches the upward key labels take
-    fig = _new_figure(ncols * side + 1.0, nrows * side + 0.5 + upright)
+    fig = _new_figure(ncols * width + 1.0, nrows * height + 0.5 + upright)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
     from matplotlib import colormaps, colors  # after _new_figure, which names the extra when matplotlib is missing
 
@@ -123,17 +153,18 @@ def attention_heatmaps(weights, tokens, title=None, heads=None):
             continue
         image = ax.imshow(np.ma.masked_equal(w[i], 0.0), cmap=cmap, norm=norm, interpolation="nearest")
         ax.set_title(f"head {heads[i]}", fontsize=11)
-        ax.set_xticks(range(T), labels, fontsize=fontsize, rotation=90 if longest > 1 else 0)
-        ax.set_yticks(range(T), labels, fontsize=fontsize)
+        ax.set_xticks(range(S), columns, fontsize=fontsize, rotation=90 if longest > 1 else 0)
+        ax.set_yticks(range(T), rows, fontsize=fontsize)
         ax.tick_params(length=0)
         if i // ncols == nrows - 1 or i + ncols >= H:
-            ax.set_xlabel("key (attended to)")
+            ax.set_xlabel(axis_labels[1])
             ax.tick_params(labelbottom=True)
         if i % ncols == 0:
-            ax.set_ylabel("query (attending)")
+            ax.set_ylabel(axis_labels[0])
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8,
                  label="attention weight\n(square-root scale; grey: masked)")
-    fig.suptitle(title or f"attention weights, {H} head{'s' * (H > 1)}", fontsize=13)
+    # wrapped at the figure's edges: one narrow panel (a short source) is narrower than a long title
+    fig.suptitle(title or f"attention weights, {H} head{'s' * (H > 1)}", fontsize=13, wrap=True)
     return fig
 
 
