@@ -222,14 +222,14 @@ def test_the_help_shows_the_bert_options_and_their_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "the model of --model bert (BERTConfig)" in text and "--model {bert,gpt,seq2seq}" in text
-    assert "--d-ff INT the feed-forward's width (intermediate_size); 0: 4 n_embd (default: 0)" in text
+    assert "the model of --model bert (BERTConfig)" in text and "--model {bert,gpt,lstm,rnn,seq2seq,tutorial}" in text
+    assert "--d-ff INT the feed-forward's width (intermediate_size); 0: 4 n_embd [--model tutorial: 512] (default: 0)" in text
     assert "[--model bert: 1e-12] (default: 1e-05)" in text
 
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "gpt", "--objective", "mlm"], "--objective mlm trains a model of type bert, not --model gpt"),
-    (["--model", "bert", "--objective", "clm"], "--objective clm trains a model of type gpt, not --model bert"),
+    (["--model", "bert", "--objective", "clm"], "--objective clm trains a model of type gpt or lstm or rnn or tutorial, not --model bert"),
     (["--model", "bert", "--bias"], "--bias: not an option of --model bert (BERTConfig)"),
     (["--model", "bert", "--preset", "gpu"], "--model bert has no gpu preset"),
     (["--objective", "mlm", "--tokenizer", "bpe"], "which --tokenizer char adds and wordpiece has (not --tokenizer bpe)"),

@@ -44,7 +44,7 @@ RANGES = {
     "sample_tokens": (0, None, False), "layer_norm_eps": (POSITIVE, None, False),
     "d_ff": (0, None, False), "type_vocab_size": (1, None, False),  # d_ff 0: 4 n_embd
     "d_model": (1, None, False), "nhead": (1, None, False), "num_encoder_layers": (1, None, False),
-    "num_decoder_layers": (1, None, False), "dim_feedforward": (1, None, False),
+    "num_decoder_layers": (1, None, False), "dim_feedforward": (1, None, False), "hidden_size": (1, None, False),
 }
 
 
@@ -67,9 +67,10 @@ def add_arguments(parser):
                              "here) or gpu (nanoGPT's train_shakespeare_char, --model gpt only); every option below "
                              "overrides it")
     parser.add_argument("--model", choices=sorted(MODELS), default=None,
-                        help="the model family: gpt (a decoder; the default), bert (an encoder of the same shape) "
-                             "or seq2seq (an encoder-decoder for translation: --data numbers, numbers-digits or a "
-                             "file of source<TAB>target lines); a bare --resume continues the checkpoint's")
+                        help="the model family: gpt (a decoder; the default), bert (an encoder of the same shape), "
+                             "seq2seq (an encoder-decoder for translation: --data numbers, numbers-digits or a "
+                             "file of source<TAB>target lines), or the history's language models lstm, rnn and "
+                             "tutorial (PyTorch's tutorial Transformer); a bare --resume continues the checkpoint's")
     parser.add_argument("--objective", choices=sorted(OBJECTIVES), default=None,
                         help="what the model learns to predict: clm, the next token (causal language modelling, the "
                              "default for gpt), mlm, 15%% of the tokens masked (masked language modelling, "

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from minilm.backend import GPU
-from minilm.models import MODELS, BERTConfig, GPTConfig, Seq2SeqConfig
+from minilm.models import MODELS, BERTConfig, GPTConfig, LSTMConfig, RNNConfig, Seq2SeqConfig, TutorialConfig
 
 
 @dataclass
@@ -18,7 +18,7 @@ class TrainConfig:
     """The run: its data and tokenizer, optimisation, evaluation and output (the model's shape is a GPTConfig or
     a BERTConfig)."""
 
-    data: str = None  # a UTF-8 text file or a folder of .txt files; None: the embedded tiny Shakespeare (seq2seq: pairs, "numbers" by default)
+    data: str = None  # a UTF-8 text file or folder of .txt files; None: tiny Shakespeare (seq2seq: pairs, "numbers")
     out: str = "out"  # where OUT/latest and OUT/best checkpoints go
     resume: bool = False  # continue from OUT/latest: its model, data, optimiser, schedule and random state
     overwrite: bool = False  # let a new run replace checkpoints already in OUT (otherwise it refuses)
@@ -77,8 +77,15 @@ SEQ2SEQ_PRESETS = {
                   TrainConfig(block_size=80, batch_size=32, max_iters=2000, lr=1e-3, min_lr=1e-4, warmup_iters=100,
                               eval_interval=250, eval_iters=10, weight_decay=0.01)),
 }
+# the history's language models (issue 17) on the GPT's CPU run, step for step: the same data, windows, batches,
+# optimiser and schedule, so that one table compares them; models of a similar size (0.8-0.9M parameters)
+HISTORY_PRESETS = {
+    "lstm": {"cpu": Preset(LSTMConfig(n_embd=128, hidden_size=256, n_layer=2, dropout=0.0), TrainConfig())},
+    "rnn": {"cpu": Preset(RNNConfig(n_embd=128, hidden_size=256, n_layer=2, dropout=0.0), TrainConfig())},
+    "tutorial": {"cpu": Preset(TutorialConfig(n_embd=128, n_head=4, n_layer=4, d_ff=512, dropout=0.0), TrainConfig())},
+}
 # model type -> its presets (PRESETS stays the GPT's)
-MODEL_PRESETS = {"gpt": PRESETS, "bert": BERT_PRESETS, "seq2seq": SEQ2SEQ_PRESETS}
+MODEL_PRESETS = {"gpt": PRESETS, "bert": BERT_PRESETS, "seq2seq": SEQ2SEQ_PRESETS, **HISTORY_PRESETS}
 # model fields a user does not choose: the tokenizer gives vocab_size (and BERT's pad_token_id, the [PAD] id),
 # the run block_size; the objective picks BERT's head (mlm: the MLM head) and a classification task num_labels
 # and label_names

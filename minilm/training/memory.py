@@ -9,6 +9,8 @@ parameters: GPT, per block ln_1, ln_2 2C each; attention 4C² (+ 4C biases); MLP
             Seq2Seq (biases everywhere, F = dim_feedforward), per encoder block 4C² + 2FC + F + 9C, per decoder
             block 8C² + 2FC + F + 15C, the two final LayerNorms 4C; token tables VC (2VC when not shared),
             learned positions 2TC, the output's bias V (and its VC when not tied)
+            LSTM/RNN language model (G = 4 or 1 gates, H hidden): VC + Σ_l G·H·(I_l + H + 2) + HV + V
+            the tutorial's Transformer: VC + L·(4C² + 2FC + F + 9C) + CV + V
 bytes:      16 per parameter to train: the float32 weight, its gradient and AdamW's two moments; and for one
             batch at least its logits and their gradient, 2·B·T·V floats, and the (B, H, T, T) attention
             weights of every layer (of one layer at a time with --recompute-attention). The rest of the
@@ -18,7 +20,7 @@ bytes:      16 per parameter to train: the float32 weight, its gradient and Adam
 """
 
 from minilm.backend import backend_name, device_memory_bytes
-from minilm.models import BERTConfig, Seq2SeqConfig
+from minilm.models import BERTConfig, LSTMConfig, Seq2SeqConfig, TutorialConfig
 
 BYTES_PER_PARAMETER = 16  # float32 weight, gradient and AdamW's two moments
 FLOAT = 4  # bytes of a float32
@@ -26,6 +28,13 @@ FLOAT = 4  # bytes of a float32
 
 def parameter_count(config):
     """The model's number of parameters, from its GPTConfig or BERTConfig (equals the built model's num_params())."""
+    if isinstance(config, LSTMConfig):  # an RNNConfig too
+        C, V, H = config.n_embd, config.vocab_size, config.hidden_size
+        G = 1 if type(config).__name__ == "RNNConfig" else 4  # gates: an RNN's one, an LSTM's i, f, g, o
+        return V * C + sum(G * H * ((C if l == 0 else H) + H + 2) for l in range(config.n_layer)) + H * V + V
+    if isinstance(config, TutorialConfig):
+        C, V, F = config.n_embd, config.vocab_size, config.d_ff
+        return V * C + config.n_layer * (4 * C * C + 2 * F * C + F + 9 * C) + C * V + V
     if isinstance(config, Seq2SeqConfig):
         C, V, F = config.d_model, config.vocab_size, config.dim_feedforward
         blocks = (config.num_encoder_layers * (4 * C * C + 2 * F * C + F + 9 * C)
@@ -48,6 +57,8 @@ def batch_bytes(config, batch_size, block_size, keep_attention=True):
     """A lower bound on one training step's activations: logits and their gradient, and attention weights.
     (A BERT without the MLM head has (B, K) logits or none: a small term, left out.)"""
     B, T = batch_size, block_size
+    if isinstance(config, LSTMConfig):  # no attention: the logits, and the per-step states (~B·T·H·8, left out)
+        return FLOAT * 2 * B * T * config.vocab_size
     if isinstance(config, Seq2SeqConfig):  # sources and targets both T long: self-, causal and cross-attention
         layers = config.num_encoder_layers + 2 * config.num_decoder_layers
         return FLOAT * (2 * B * T * config.vocab_size + (layers if keep_attention else 1) * B * config.nhead * T * T)

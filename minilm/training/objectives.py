@@ -44,7 +44,7 @@ class CausalLM:
     """Next-token prediction over random windows of a token stream (nanoGPT's get_batch)."""
 
     name = "clm"
-    model_types = ("gpt",)
+    model_types = ("gpt", "lstm", "rnn", "tutorial")
     special_tokens = ()  # needs none
     metric = None  # reports the loss alone
 

@@ -123,7 +123,8 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None
     rng = host_rng(rng)
     ids = np.zeros((B, T + max_new_tokens), dtype=np.int64)  # (B, T + max_new_tokens)
     ids[:, :T] = idx
-    cache = model.new_cache() if use_cache else None
+    # a model with no key/value cache (a recurrent one, the tutorial's) recomputes its window every step
+    cache = model.new_cache() if use_cache and hasattr(model, "new_cache") else None
     was_training = model.training
     model.eval()
     try:

@@ -15,6 +15,7 @@ import torch
 from minilm.backend import asarray, is_floating, to_numpy
 from minilm.verify.reference.bert import BERTTwin, MLMHeadTwin
 from minilm.verify.reference.blocks import DecoderLayerTwin, GPTTwin, TransformerBlockTwin
+from minilm.verify.reference.language_models import RNNModel, TutorialTwin
 from minilm.verify.reference.recurrent import RecurrentOutputsTwin
 from minilm.verify.reference.seq2seq import Seq2SeqTwin
 from minilm.verify.reference.transformer import TransformerTwin
@@ -78,6 +79,10 @@ def _build_twin(module):
         return Seq2SeqTwin(module)
     if kind == "RecurrentOutputs":
         return RecurrentOutputsTwin(module)
+    if kind in ("LSTMLM", "RNNLM"):
+        return RNNModel(module)
+    if kind == "TutorialTransformer":
+        return TutorialTwin(module)
     raise TypeError(f"no PyTorch twin for {kind}")
 
 
