@@ -222,7 +222,7 @@ def test_the_help_shows_the_bert_options_and_their_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "the model of --model bert (BERTConfig)" in text and "--model {bert,gpt,lstm,rnn,seq2seq,tutorial}" in text
+    assert "the model of --model bert (BERTConfig)" in text and "--model {bert,gpt,lstm,ngram,rnn,seq2seq,tutorial}" in text
     assert "--d-ff INT the feed-forward's width (intermediate_size); 0: 4 n_embd [--model tutorial: 512] (default: 0)" in text
     assert "[--model bert: 1e-12] (default: 1e-05)" in text
 

@@ -31,8 +31,8 @@ def run(args):
     check_sampling(args.temperature, args.top_k, args.top_p)
     if args.backend is not None:
         use_backend(args.backend)  # before the model is built, so its weights live on that backend
-    # every causal language model samples: the GPT, and the history's LSTM, RNN and tutorial Transformer
-    model, tokenizer, _ = load_model(args.ckpt, expect=CausalLM.model_types, user="minilm sample")
+    # every causal language model samples: the GPT, and the history's n-gram, LSTM, RNN and tutorial Transformer
+    model, tokenizer, _ = load_model(args.ckpt, expect=(*CausalLM.model_types, "ngram"), user="minilm sample")
     prompt = tokenizer.encode(args.prompt)  # (T,) names a character outside the vocabulary
     ids = generate(model, prompt[None, :], args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                    top_p=args.top_p, rng=np.random.default_rng(args.seed), use_cache=not args.no_cache)

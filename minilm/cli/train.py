@@ -29,7 +29,8 @@ from minilm.training.trainer import PRESETS, TrainConfig, Trainer, split_scores
 from minilm.training.translator import Seq2SeqTrainer
 
 CHOICES = {"backend": BACKENDS, "pos": ("learned", "sinusoidal"), "norm": ("pre", "post"),
-           "tokenizer": ("char", "bpe", "wordpiece"), "activation": ("relu", "gelu")}
+           "tokenizer": ("char", "bpe", "wordpiece"), "activation": ("relu", "gelu"),
+           "smoothing": ("kneser-ney", "add-k")}
 # field -> (smallest allowed, bound above or None, whether that bound is excluded)
 RANGES = {
     "seed": (0, None, False),  # NumPy seeds are non-negative
@@ -45,6 +46,7 @@ RANGES = {
     "d_ff": (0, None, False), "type_vocab_size": (1, None, False),  # d_ff 0: 4 n_embd
     "d_model": (1, None, False), "nhead": (1, None, False), "num_encoder_layers": (1, None, False),
     "num_decoder_layers": (1, None, False), "dim_feedforward": (1, None, False), "hidden_size": (1, None, False),
+    "n": (1, None, False), "k": (POSITIVE, None, False), "discount": (POSITIVE, 1.0, False),
 }
 
 
@@ -155,6 +157,8 @@ def config_from_args(args, model_type="gpt"):
 
 
 def run(args):
+    if args.model == "ngram":  # counted, not trained: no objective, optimiser or steps
+        return _count(args)
     model_type, objective = model_and_objective(args)
     cfg, model, given = config_from_args(args, model_type)
     trainer_class = Seq2SeqTrainer if model_type == "seq2seq" else Trainer
@@ -182,6 +186,21 @@ def run(args):
         print(f"a sample of {cfg.sample_tokens} tokens (temperature {SAMPLE_TEMPERATURE}; minilm sample --ckpt "
               f"{out} for more):")
         print(trainer.tokenizer.decode(to_numpy(ids)[0]))
+    return 0
+
+
+def _count(args):
+    from minilm.training.counting import count
+    from minilm.training.sampling import generate
+
+    cfg, config, _ = config_from_args(args, "ngram")
+    model, tokenizer, _, _ = count(cfg, config)
+    print(f"checkpoints in {cfg.out}/latest and {cfg.out}/best")
+    if cfg.sample_tokens > 0:
+        ids = generate(model, tokenizer.encode("\n")[None, :], cfg.sample_tokens, temperature=SAMPLE_TEMPERATURE,
+                       rng=np.random.default_rng(cfg.seed))
+        print(f"a sample of {cfg.sample_tokens} tokens (temperature {SAMPLE_TEMPERATURE}):")
+        print(tokenizer.decode(ids[0]))
     return 0
 
 

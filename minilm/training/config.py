@@ -10,7 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from minilm.backend import GPU
-from minilm.models import MODELS, BERTConfig, GPTConfig, LSTMConfig, RNNConfig, Seq2SeqConfig, TutorialConfig
+from minilm.models import (MODELS, BERTConfig, GPTConfig, LSTMConfig, NGramConfig, RNNConfig, Seq2SeqConfig,
+                           TutorialConfig)
 
 
 @dataclass
@@ -83,6 +84,8 @@ HISTORY_PRESETS = {
     "lstm": {"cpu": Preset(LSTMConfig(n_embd=128, hidden_size=256, n_layer=2, dropout=0.0), TrainConfig())},
     "rnn": {"cpu": Preset(RNNConfig(n_embd=128, hidden_size=256, n_layer=2, dropout=0.0), TrainConfig())},
     "tutorial": {"cpu": Preset(TutorialConfig(n_embd=128, n_head=4, n_layer=4, d_ff=512, dropout=0.0), TrainConfig())},
+    # counted, not trained (minilm.training.counting): the run's block_size is its evaluation windows'
+    "ngram": {"cpu": Preset(NGramConfig(), TrainConfig())},
 }
 # model type -> its presets (PRESETS stays the GPT's)
 MODEL_PRESETS = {"gpt": PRESETS, "bert": BERT_PRESETS, "seq2seq": SEQ2SEQ_PRESETS, **HISTORY_PRESETS}
