@@ -1,6 +1,6 @@
 """The course's training notebooks executed at full size: every claim their text makes about the trained models.
 
-    python benchmarks/course_full.py                 # 9, 10 and 18: about 10 minutes on 2 cores
+    python benchmarks/course_full.py                 # 9, 10, 18 and 19: about 16 minutes on 2 cores
     python benchmarks/course_full.py 18_fine_tuning_an_encoder.ipynb   # one of them
 
 Writes nothing but notebooks/runs/ (notebook 18 trains in a temporary folder).
@@ -8,7 +8,9 @@ Writes nothing but notebooks/runs/ (notebook 18 trains in a temporary folder).
 The test suite executes the course with MINILM_COURSE_SIZE=small (notebooks/course_runs.py), so the claims
 that hold only for the full model (val loss under 2.0; GPT samples with at least 20 points more real words
 than the bigram's; no sharp previous-token head, the sharpest head reading the start of the word; the
-pre-trained BERT fine-tuned above the majority class and the from-random one not) are
+pre-trained BERT fine-tuned above the majority class and the from-random one not; the encoder-decoder's test
+exact match above 95%, greedy and beam, and every last-layer cross-attention head mostly on the English words its
+French part translates) are
 checked here, by the notebooks' own asserts. A failing cell fails the run and names the cell. Prints the
 lines each notebook's measuring cells print, for benchmarks/RESULTS.md.
 """
@@ -23,10 +25,12 @@ import nbformat
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 RUN = ("09_training_a_gpt.ipynb", "10_sampling_and_attention.ipynb",  # 10 reads the model 9 trains
-       "18_fine_tuning_an_encoder.ipynb")
+       "18_fine_tuning_an_encoder.ipynb", "19_the_encoder_decoder.ipynb")
 # the lines worth recording: what the measuring cells print
 KEEP = ("val loss over the whole", "words that occur", "after '", "the trained model,", "an untrained model,",
-        "most weight on", "the sharpest head", "masked LM:", "pre-trained", "from random", "bag of words")
+        "most weight on", "the sharpest head", "masked LM:", "pre-trained", "from random", "bag of words",
+        "seq2seq full run", "test split,", "greedy and beam differ", "beam 4 wrong,", "key/value cache,",
+        "aligned share,")
 
 
 def execute(path):

@@ -339,3 +339,30 @@ def classifier_head_backward(dlogits, h, p, scaled_mask, W_p, W_c):
     db_p = du.sum(axis=0)  # (C,)
     dh = du @ W_p  # (B, C) the gradient at [CLS]; BERT's backward puts it at dx_L[:, 0] and zeros elsewhere
     return {"dh": dh, "dW_p": dW_p, "db_p": db_p, "dW_c": dW_c, "db_c": db_c}
+
+
+# notebook 19: one head of cross-attention's backward, no biases, from the forward's x, m and A (A is zero at padding)
+def cross_attention_backward(dout, x, m, A, W_q, W_k, W_v, W_o):
+    C = x.shape[-1]
+    scale = 1.0 / math.sqrt(C)  # one head: hs = C
+    # recomputed, not kept: three matmuls are cheaper than storing q, k and v
+    q, k, v = x @ W_q.T, m @ W_k.T, m @ W_v.T  # (B, T, C), (B, S, C), (B, S, C)
+    y = A @ v  # (B, T, C)
+    # forward: out = y W_oᵀ
+    dW_o = dout.reshape(-1, C).T @ y.reshape(-1, C)  # (C, C)
+    dy = dout @ W_o  # (B, T, C)
+    # forward: y = A v
+    dA = dy @ v.swapaxes(-1, -2)  # (B, T, S)
+    dv = A.swapaxes(-1, -2) @ dy  # (B, S, C)
+    # forward: A = softmax(Z); where a key was masked A = 0, so dZ = 0 there and the mask needs no other care
+    dZ = softmax_backward(dA, A)  # (B, T, S)
+    # forward: Z = q kᵀ · scale + M; Z_ij pairs target i with source j, so source j collects dZ_ij over i
+    dq = dZ @ k * scale  # (B, T, C)
+    dk = dZ.swapaxes(-1, -2) @ q * scale  # (B, S, C)
+    # forward: q = x W_qᵀ, k = m W_kᵀ, v = m W_vᵀ
+    dW_q = dq.reshape(-1, C).T @ x.reshape(-1, C)  # (C, C)
+    dW_k = dk.reshape(-1, C).T @ m.reshape(-1, C)  # (C, C)
+    dW_v = dv.reshape(-1, C).T @ m.reshape(-1, C)  # (C, C)
+    dx = dq @ W_q  # (B, T, C): x is only the queries
+    dm = dk @ W_k + dv @ W_v  # (B, S, C): the memory feeds the keys and the values, so the two paths add
+    return {"dx": dx, "dm": dm, "dW_q": dW_q, "dW_k": dW_k, "dW_v": dW_v, "dW_o": dW_o}

@@ -177,7 +177,7 @@ def test_every_exercise_is_a_blank_with_a_solution(path):
 def test_exercise_names_are_unique():
     """No two exercises share a name (so none repeats another's solution, as notebooks 9 and 10 once did)."""
     names = [name for path in NOTEBOOKS for name, _, _ in exercises(read(path))]
-    assert len(names) == len(set(names)) == len(NOTEBOOKS) == 18, names  # one per notebook, 18 notebooks
+    assert len(names) == len(set(names)) == len(NOTEBOOKS) == 19, names  # one per notebook, 19 notebooks
 
 
 def test_the_switch(monkeypatch):
@@ -329,6 +329,16 @@ from solutions import classifier_head_backward as solution  # the kernel runs in
 
 def classifier_head_backward(dlogits, h, p, scaled_mask, W_p, W_c):
     grads = solution(dlogits, h, p, np.ones_like(scaled_mask), W_p, W_c)  # forgets the forward's dropout mask
+    return grads
+""",
+    "19_the_encoder_decoder.ipynb": """
+from solutions import cross_attention_backward as solution  # the kernel runs in notebooks/
+
+
+def cross_attention_backward(dout, x, m, A, W_q, W_k, W_v, W_o):
+    grads = solution(dout, x, m, A, W_q, W_k, W_v, W_o)
+    dv = A.swapaxes(-1, -2) @ (dout @ W_o)  # (B, S, C): the values' gradient
+    grads["dm"] = grads["dm"] - dv @ W_v  # forgets the value path: the memory feeds the keys and the values
     return grads
 """,
 }

@@ -3,8 +3,9 @@
     pairs = the numbers task (English number words -> French words), numbers-digits, or a TSV file of pairs
     train / val / test = pairs.split()          two sources in ten held out, by source (minilm.data.pairs)
     for it in range(start, max_iters): the Trainer's step, B pairs per batch (translation.Translation)
-    every eval_interval steps: the train loss on eval_iters random batches, the val split's loss and token
-        accuracy over every pair; OUT/best is the lowest val loss, OUT/latest the last save
+    every eval_interval steps: the train and val losses (and val token accuracy) on eval_iters random batches
+        each, as every objective's; OUT/best is the lowest val loss, OUT/latest the last save; at the end the
+        command line scores the whole val split too
     at the end (report): the test split decoded with no teacher, greedy and beam search, exact match and BLEU
 
 The tokenizer is one character vocabulary over both sides of every split, with [PAD] [BOS] [EOS] after the
