@@ -1,6 +1,6 @@
 """The course's training notebooks executed at full size: every claim their text makes about the trained models.
 
-    python benchmarks/course_full.py                 # 9, 10, 18 and 19: about 16 minutes on 2 cores
+    python benchmarks/course_full.py                 # 9, 10, 18, 19 and 20: about 24 minutes on 2 cores
     python benchmarks/course_full.py 18_fine_tuning_an_encoder.ipynb   # one of them
 
 Writes nothing but notebooks/runs/ (notebook 18 trains in a temporary folder).
@@ -10,7 +10,7 @@ that hold only for the full model (val loss under 2.0; GPT samples with at least
 than the bigram's; no sharp previous-token head, the sharpest head reading the start of the word; the
 pre-trained BERT fine-tuned above the majority class and the from-random one not; the encoder-decoder's test
 exact match above 95%, greedy and beam, and every last-layer cross-attention head mostly on the English words its
-French part translates) are
+French part translates; the Kneser-Ney 6-gram below every 2000-step network, and the RNN and LSTM below the bigram) are
 checked here, by the notebooks' own asserts. A failing cell fails the run and names the cell. Prints the
 lines each notebook's measuring cells print, for benchmarks/RESULTS.md.
 """
@@ -25,12 +25,14 @@ import nbformat
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 RUN = ("09_training_a_gpt.ipynb", "10_sampling_and_attention.ipynb",  # 10 reads the model 9 trains
-       "18_fine_tuning_an_encoder.ipynb", "19_the_encoder_decoder.ipynb")
+       "18_fine_tuning_an_encoder.ipynb", "19_the_encoder_decoder.ipynb",
+       "20_recurrent_networks_and_the_history.ipynb")
 # the lines worth recording: what the measuring cells print
 KEEP = ("val loss over the whole", "words that occur", "after '", "the trained model,", "an untrained model,",
         "most weight on", "the sharpest head", "masked LM:", "pre-trained", "from random", "bag of words",
         "seq2seq full run", "test split,", "greedy and beam differ", "beam 4 wrong,", "key/value cache,",
-        "aligned share,")
+        "aligned share,", "| ", "SGD lr 3,", "LSTM, forget bias", "val targets whose",
+        "by context,")
 
 
 def execute(path):

@@ -366,3 +366,17 @@ def cross_attention_backward(dout, x, m, A, W_q, W_k, W_v, W_o):
     dx = dq @ W_q  # (B, T, C): x is only the queries
     dm = dk @ W_k + dv @ W_v  # (B, S, C): the memory feeds the keys and the values, so the two paths add
     return {"dx": dx, "dm": dm, "dW_q": dW_q, "dW_k": dW_k, "dW_v": dW_v, "dW_o": dW_o}
+
+
+# notebook 20: one step of the LSTM cell's backward
+def lstm_step_backward(dh, dc, i, f, g, o, c_prev, tanh_c, W_hh):
+    # forward: h_t = o ⊙ tanh(c_t); the cell gets a second gradient through tanh
+    do = dh * tanh_c  # (B, H)
+    dc = dc + dh * o * (1.0 - tanh_c * tanh_c)  # (B, H)
+    # forward: c_t = f ⊙ c_{t-1} + i ⊙ g
+    di, df, dg = dc * g, dc * c_prev, dc * i  # (B, H) each
+    # forward: i, f, o = σ(z_i, z_f, z_o), g = tanh(z_g)
+    dz = xp.concatenate([di * i * (1.0 - i), df * f * (1.0 - f), dg * (1.0 - g * g), do * o * (1.0 - o)],
+                        axis=-1)  # (B, 4H) in torch's order
+    # forward: z_t = … + h_{t-1} W_hhᵀ; the cell's path back in time is scaled by the forget gate alone
+    return dz, dz @ W_hh, dc * f

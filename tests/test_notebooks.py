@@ -177,7 +177,7 @@ def test_every_exercise_is_a_blank_with_a_solution(path):
 def test_exercise_names_are_unique():
     """No two exercises share a name (so none repeats another's solution, as notebooks 9 and 10 once did)."""
     names = [name for path in NOTEBOOKS for name, _, _ in exercises(read(path))]
-    assert len(names) == len(set(names)) == len(NOTEBOOKS) == 19, names  # one per notebook, 19 notebooks
+    assert len(names) == len(set(names)) == len(NOTEBOOKS) == 20, names  # one per notebook, 20 notebooks
 
 
 def test_the_switch(monkeypatch):
@@ -340,6 +340,14 @@ def cross_attention_backward(dout, x, m, A, W_q, W_k, W_v, W_o):
     dv = A.swapaxes(-1, -2) @ (dout @ W_o)  # (B, S, C): the values' gradient
     grads["dm"] = grads["dm"] - dv @ W_v  # forgets the value path: the memory feeds the keys and the values
     return grads
+""",
+    "20_recurrent_networks_and_the_history.ipynb": """
+from solutions import lstm_step_backward as solution  # the kernel runs in notebooks/
+
+
+def lstm_step_backward(dh, dc, i, f, g, o, c_prev, tanh_c, W_hh):
+    dz, dh_prev, dc_prev = solution(dh, dc, i, f, g, o, c_prev, tanh_c, W_hh)
+    return dz, dh_prev, dc_prev / f  # forgets the forget gate: c_{t-1} reaches c_t as f ⊙ c_{t-1}, not as itself
 """,
 }
 
