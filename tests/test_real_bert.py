@@ -80,3 +80,29 @@ def test_last_hidden_states_and_mean_pooled_embeddings_equal_transformers(folder
 
     cosines = (mean_pooled(ours.astype(np.float64)) * mean_pooled(theirs.astype(np.float64))).sum(axis=1)
     assert cosines.min() >= 0.99999
+
+
+def test_a_folder_with_tokenizer_json_alone_gives_the_same_ids_and_other_tokenizers_are_named(folder, imported,
+                                                                                               lines, tmp_path):
+    """A fast tokenizer's folder may hold tokenizer.json and no vocab.txt: its WordPiece vocabulary and
+    BertNormalizer options are read instead, with the same ids; a tokenizer.json of another kind is refused by
+    the field that differs."""
+    import json
+    import shutil
+
+    _, from_vocab = imported
+    only_json = tmp_path / "fast"
+    only_json.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        shutil.copy(folder / name, only_json / name)
+    assert main(["import-hf", str(only_json), "--out", str(tmp_path / "out")]) == 0
+    _, from_json = minilm.load(tmp_path / "out")
+    assert from_json.tokens == from_vocab.tokens
+    assert all(list(from_json.encode(line)) == list(from_vocab.encode(line)) for line in lines[:500])
+
+    spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["model"]["continuing_subword_prefix"] = "@@"
+    (only_json / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"model.continuing_subword_prefix is '@@'; minilm reads BERT's WordPiece"):
+        from minilm.files.hf_bert import bert_tokenizer
+        bert_tokenizer(only_json)

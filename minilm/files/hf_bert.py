@@ -179,10 +179,11 @@ def save_bert(model, path, tokenizer=None, overwrite=False):
 
 def bert_tokenizer(folder):
     """BERT's WordPiece tokenizer from the folder's vocab.txt, with tokenizer_config.json's casing options when
-    it has them (else BertTokenizer's defaults); None when the folder has no vocab.txt."""
+    it has them (else BertTokenizer's defaults); else from a fast tokenizer's tokenizer.json (its WordPiece
+    vocabulary and BertNormalizer's options); None when the folder has neither."""
     folder = Path(folder)
     if not (folder / VOCAB).is_file():
-        return None
+        return _from_tokenizer_json(folder / "tokenizer.json") if (folder / "tokenizer.json").is_file() else None
     options = {}
     if (folder / TOKENIZER_CONFIG).is_file():
         settings = read_json(folder / TOKENIZER_CONFIG)
@@ -192,3 +193,25 @@ def bert_tokenizer(folder):
     except TypeError as err:  # do_lower_case: "yes" and the like
         raise ValueError(f"{folder / TOKENIZER_CONFIG}: {err}") from None
 
+
+
+def _from_tokenizer_json(path):
+    """The WordPieceTokenizer a Hugging Face tokenizer.json describes; ValueError naming the field and value that
+    BERT's WordPiece (minilm.data.wordpiece) cannot express."""
+    spec = read_json(path)
+    model, normalizer = spec.get("model") or {}, spec.get("normalizer") or {}
+    expected = [(("model", "type"), model.get("type"), "WordPiece"),
+                (("model", "unk_token"), model.get("unk_token"), "[UNK]"),
+                (("model", "continuing_subword_prefix"), model.get("continuing_subword_prefix"), "##"),
+                (("normalizer", "type"), normalizer.get("type"), "BertNormalizer"),
+                (("pre_tokenizer", "type"), (spec.get("pre_tokenizer") or {}).get("type"), "BertPreTokenizer")]
+    for (part, field), value, wanted in expected:
+        if value != wanted:
+            raise ValueError(f"{path}: {part}.{field} is {value!r}; minilm reads BERT's WordPiece ({wanted!r})")
+    vocab = model.get("vocab")
+    if not isinstance(vocab, dict) or sorted(vocab.values()) != list(range(len(vocab))):
+        raise ValueError(f"{path}: model.vocab must map every token to the ids 0 … n-1, once each")
+    tokens = sorted(vocab, key=vocab.get)  # by id
+    return WordPieceTokenizer(tokens, do_lower_case=bool(normalizer.get("lowercase", True)),
+                              strip_accents=normalizer.get("strip_accents"),
+                              tokenize_chinese_chars=bool(normalizer.get("handle_chinese_chars", True)))
