@@ -16,8 +16,6 @@ two ways:
 
 import argparse
 import os
-import platform
-import subprocess
 import time
 import types
 
@@ -28,13 +26,7 @@ from minilm.data import CharTokenizer, load_text, split
 from minilm.models.ngram import NGram, NGramConfig
 from minilm.training.evaluation import split_loss
 
-
-def cpu_model():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+from bench_step import cpu_model  # run from benchmarks/, as bench_layers.py and bench_gelu.py do
 
 
 def stream_loss(model, val):
