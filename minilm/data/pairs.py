@@ -264,12 +264,18 @@ def make_batch(tok, sources, targets=None, src_len=None, tgt_len=None):
     given (a longer text is an error), else the longest of the batch."""
     if not sources:
         raise ValueError("a batch needs at least one source")
-    src, src_pad = _padded(encode_texts(tok, sources, "source"), src_len, tok.pad_id, "source")  # (B, S) each
-    if targets is None:
-        return PairBatch(src, src_pad)
-    if len(targets) != len(sources):
+    if targets is not None and len(targets) != len(sources):
         raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
-    ys = encode_texts(tok, targets, "target")
+    return batch_of_ids(tok, encode_texts(tok, sources, "source"),
+                        None if targets is None else encode_texts(tok, targets, "target"), src_len, tgt_len)
+
+
+def batch_of_ids(tok, xs, ys=None, src_len=None, tgt_len=None):
+    """The PairBatch of sources already tokenized, xs (list of (n_b,) ids), and targets ys (None at inference):
+    what make_batch builds after encoding, for a caller that keeps its splits tokenized."""
+    src, src_pad = _padded(xs, src_len, tok.pad_id, "source")  # (B, S) each
+    if ys is None:
+        return PairBatch(src, src_pad)
     bos, eos = np.array([tok.special_id("[BOS]")]), np.array([tok.special_id("[EOS]")])
     tgt_in, tgt_pad = _padded([np.concatenate([bos, y]) for y in ys], tgt_len, tok.pad_id, "target with [BOS]")
     tgt_out, _ = _padded([np.concatenate([y, eos]) for y in ys], tgt_len, IGNORE_INDEX, "target with [EOS]")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from minilm.backend import asarray, xp
-from minilm.data.pairs import PAIR_SPECIALS, decode_target, encode_texts, make_batch
+from minilm.data.pairs import PAIR_SPECIALS, batch_of_ids, decode_target, encode_texts, make_batch
 from minilm.training.decoding import beam_search
 
 
@@ -66,8 +66,8 @@ class Translation:
                        list(pairs.targets))
 
     def _batch(self, data, rows):
-        batch = make_batch(self.tokenizer, [data.source_texts[i] for i in rows],
-                           [data.target_texts[i] for i in rows])
+        # from the ids encode() kept: a training step pads and copies, it does not tokenize again
+        batch = batch_of_ids(self.tokenizer, [data.sources[i] for i in rows], [data.targets[i] for i in rows])
         return (asarray(batch.src), asarray(batch.tgt_in)), asarray(batch.tgt_out)
 
     def batch(self, data, batch_size, block_size, rng):
