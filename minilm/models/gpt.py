@@ -23,9 +23,8 @@ import math
 import numbers
 from dataclasses import dataclass
 
-import numpy as np
-
 from minilm.backend import xp
+from minilm.models.inputs import token_ids
 from minilm.models.registry import config_from_fields
 from minilm.nn.embeddings import Embeddings
 from minilm.nn.kv_cache import KVCache
@@ -115,10 +114,7 @@ class GPT(Module):
                 param.data = xp.zeros_like(param.data)
 
     def forward(self, idx):
-        _check_ids(idx)
-        B, T = idx.shape
-        if T > self.config.block_size:
-            raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
+        idx = token_ids(idx, "GPT", self.config.block_size)  # (B, T)
         x = self._embeddings(idx)  # (B, T, C) = dropout(wte[idx] + P[:T])
         for block in self.h:
             x = block(x)  # (B, T, C)
@@ -137,7 +133,7 @@ class GPT(Module):
         Equals ``forward`` on the whole sequence, position for position (minilm.nn.kv_cache), in eval mode:
         the dropouts are skipped, so a training-mode model with dropout is refused. No backward.
         """
-        _check_ids(idx)
+        idx = token_ids(idx, "GPT")  # (B, T_new); the cache's length is checked below
         if self.training and self.config.dropout > 0:
             raise RuntimeError("forward_cached is for inference and applies no dropout; call model.eval() first")
         if len(cache.layers) != len(self.h):
@@ -162,7 +158,3 @@ class GPT(Module):
             dx = block.backward(dx)
         return self._embeddings.backward(dx)  # None: token ids have no gradient
 
-
-def _check_ids(idx):
-    if not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 2:
-        raise ValueError(f"GPT expects token ids of shape (B, T) and integer dtype, got {idx.shape} {idx.dtype}")

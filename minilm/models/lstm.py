@@ -19,11 +19,10 @@ ref:      Zaremba et al. 2014, "Recurrent Neural Network Regularization"; pytorc
 import numbers
 from dataclasses import dataclass
 
-import numpy as np
-
 from minilm.backend import xp
+from minilm.models.inputs import token_ids
 from minilm.models.registry import config_from_fields
-from minilm.nn import Dropout, Embedding, Linear, LSTM, RNN
+from minilm.nn import LSTM, RNN, Dropout, Embedding, Linear
 from minilm.nn.module import Module, host_rng, init_uniform
 
 INIT_RANGE = 0.1  # word_language_model's initrange
@@ -73,12 +72,7 @@ class LSTMLM(Module):
         self.final_state = None
 
     def forward(self, idx, state=None):
-        idx = xp.asarray(idx)
-        if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
-            raise ValueError(f"{type(self).__name__} expects token ids of shape (B, T) and integer dtype, got "
-                             f"{tuple(idx.shape)} {idx.dtype}")
-        if idx.shape[1] > self.config.block_size:
-            raise ValueError(f"sequence length {idx.shape[1]} exceeds block_size {self.config.block_size}")
+        idx = token_ids(idx, type(self).__name__, self.config.block_size)  # (B, T)
         e = self.drop_in(self.encoder(idx))  # (B, T, C)
         y, self.final_state = self.rnn(e, state)  # (B, T, H)
         return self.decoder(self.drop_out(y))  # (B, T, V)

@@ -29,9 +29,8 @@ import math
 import numbers
 from dataclasses import dataclass
 
-import numpy as np
-
 from minilm.backend import xp
+from minilm.models.inputs import token_ids
 from minilm.models.registry import config_from_fields
 from minilm.models.transformer import Transformer, TransformerConfig
 from minilm.nn.embeddings import Embeddings
@@ -188,10 +187,4 @@ class Seq2Seq(Module):
         return self.lm_head(transformer.decoder_norm(y))  # (B, 1, V)
 
     def _ids(self, ids, name):
-        ids = xp.asarray(ids)
-        if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(f"Seq2Seq expects {name} token ids of shape (B, L) and integer dtype, got "
-                             f"{tuple(ids.shape)} {ids.dtype}")
-        if ids.shape[1] > self.config.block_size:
-            raise ValueError(f"{name} length {ids.shape[1]} exceeds block_size {self.config.block_size}")
-        return ids
+        return token_ids(ids, "Seq2Seq", self.config.block_size, name)  # (B, L)

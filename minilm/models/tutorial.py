@@ -20,9 +20,8 @@ import math
 import numbers
 from dataclasses import dataclass
 
-import numpy as np
-
 from minilm.backend import xp
+from minilm.models.inputs import token_ids
 from minilm.models.registry import config_from_fields
 from minilm.nn import Embeddings, Linear, TransformerBlock
 from minilm.nn.module import Module, host_rng, init_uniform
@@ -70,11 +69,8 @@ class TutorialTransformer(Module):
         self.linear.bias.data = xp.zeros(cfg.vocab_size, dtype=self.linear.bias.data.dtype)
 
     def forward(self, idx):
-        idx = xp.asarray(idx)
-        if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
-            raise ValueError(f"TutorialTransformer expects token ids of shape (B, T) and integer dtype, got "
-                             f"{tuple(idx.shape)} {idx.dtype}")
-        x = self.embedding(idx)  # (B, T, C); names a T past block_size
+        idx = token_ids(idx, "TutorialTransformer", self.config.block_size)  # (B, T)
+        x = self.embedding(idx)  # (B, T, C)
         for layer in self.layers:
             x = layer(x)  # (B, T, C)
         return self.linear(x)  # (B, T, V)
