@@ -11,7 +11,7 @@ from layer_checks import assert_close
 from minilm import nn, to_numpy
 from minilm.backend import asarray
 from minilm.nn.module import Parameter
-from minilm.optim import SGD, Adam, AdamW, WarmupCosine, clip_grad_norm, decay_groups
+from minilm.optim import SGD, Adam, AdamW, WarmupCosine, WarmupLinear, clip_grad_norm, decay_groups
 from minilm.verify.tolerances import TORCH
 
 
@@ -305,6 +305,33 @@ def test_schedule_values():
     assert all(a > b for a, b in zip(values[4:12], values[5:13])), "the cosine must fall"
     assert WarmupCosine(lr=1.0, min_lr=0.1, warmup_iters=0, lr_decay_iters=0)(0) == 0.1
     assert WarmupCosine(lr=2.0, min_lr=0.0, warmup_iters=0, lr_decay_iters=10)(0) == 2.0
+
+
+def test_linear_schedule_is_transformers_step_for_step():
+    """WarmupLinear with min_lr 0 gives every step the lr of transformers' get_linear_schedule_with_warmup (the
+    Trainer's default) under torch's LambdaLR, the value each optimizer.step() uses, its first step's 0 included."""
+    transformers = pytest.importorskip("transformers")
+    for warmup, total in ((10, 100), (0, 7), (3, 3)):
+        param = torch.nn.Parameter(torch.zeros(1))
+        opt = torch.optim.AdamW([param], lr=5e-5)
+        theirs = transformers.get_linear_schedule_with_warmup(opt, warmup, total)
+        got = []
+        for _ in range(total + 3):
+            got.append(opt.param_groups[0]["lr"])
+            opt.step()
+            theirs.step()
+        ours = WarmupLinear(lr=5e-5, min_lr=0.0, warmup_iters=warmup, lr_decay_iters=total)
+        np.testing.assert_allclose([ours(it) for it in range(total + 3)], got, rtol=1e-15, atol=0)
+
+
+def test_linear_schedule_values_with_a_floor():
+    s = WarmupLinear(lr=1.0, min_lr=0.1, warmup_iters=4, lr_decay_iters=12)
+    assert [s(it) for it in range(4)] == [0.0, 0.25, 0.5, 0.75]  # from 0, as BERT and transformers
+    assert s(4) == 1.0 and s(8) == pytest.approx(0.55, rel=1e-15)  # the peak; halfway down a line
+    assert s(6) == pytest.approx(0.1 + 0.75 * 0.9, rel=1e-15)  # a quarter of the way down: the cosine gives 0.868
+    assert s(12) == 0.1 and s(100) == 0.1
+    with pytest.raises(ValueError, match="invalid step -1"):
+        s(-1)
 
 
 def test_schedule_drives_every_group_and_rejects_bad_values():

@@ -5,7 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from minilm.files.checkpoint import load_checkpoint
+from minilm.files.checkpoint import load_checkpoint, save_checkpoint
+from minilm.optim import WarmupCosine
 from minilm.training.config import with_changes
 from minilm.training.trainer import PRESETS, TrainConfig, Trainer
 
@@ -89,6 +90,28 @@ def test_raising_max_iters_on_resume_keeps_the_recorded_schedule(tmp_path):
     stretched = Trainer(*tiny(tmp_path, max_iters=16, lr_decay_iters=16, resume=True), log=said.append,
                         given=COMMAND_LINE | {"lr_decay_iters"})
     assert stretched.schedule.lr_decay_iters == 16 and "changes as asked" in said[-2]
+
+
+def test_the_linear_decay_is_recorded_and_a_resume_keeps_it(tmp_path):
+    first = Trainer(*tiny(tmp_path, max_iters=8, eval_interval=4, decay="linear"), log=quiet)
+    first.train()
+    assert load_checkpoint(tmp_path / "latest").train_state["schedule"]["decay"] == "linear"
+    resumed = Trainer(*tiny(tmp_path, max_iters=12, resume=True), log=quiet, given=COMMAND_LINE)
+    assert type(resumed.schedule) is type(first.schedule) and lrs(resumed)[:8] == lrs(first)
+    with pytest.raises(ValueError, match="--decay \\(the checkpoint has 'linear', this run asks for 'cosine'\\)"):
+        Trainer(*tiny(tmp_path, max_iters=12, resume=True, decay="cosine"), log=quiet,
+                given=COMMAND_LINE | {"decay"})
+
+
+def test_a_checkpoint_saved_before_decay_existed_resumes_on_its_cosine(tmp_path):
+    Trainer(*tiny(tmp_path, max_iters=4, eval_interval=4), log=quiet).train()
+    for name in ("latest", "best"):  # as an older minilm wrote them: no "decay" anywhere
+        ckpt = load_checkpoint(tmp_path / name)
+        del ckpt.config["train"]["decay"], ckpt.train_state["schedule"]["decay"]
+        save_checkpoint(tmp_path / name, ckpt.model_state, ckpt.config, ckpt.tokenizer, ckpt.optimizer_state,
+                        ckpt.train_state)
+    resumed = Trainer(*tiny(tmp_path, max_iters=6, resume=True), log=quiet, given=COMMAND_LINE)
+    assert type(resumed.schedule) is WarmupCosine and resumed.cfg.decay == "cosine"
 
 
 class Stop(Exception):

@@ -22,13 +22,14 @@ from tqdm import tqdm
 from minilm.backend import BACKENDS, to_numpy
 from minilm.cli import POSITIVE, bounded
 from minilm.models import MODELS
+from minilm.optim import SCHEDULES
 from minilm.training.objectives import OBJECTIVES, CausalLM, objective_for
 from minilm.training.config import MODEL_PRESETS, model_options, preset_for, with_changes
 from minilm.training.run_state import saved_model_type, saved_objective
 from minilm.training.trainer import PRESETS, TrainConfig, Trainer, split_scores
 from minilm.training.translator import Seq2SeqTrainer
 
-CHOICES = {"backend": BACKENDS, "pos": ("learned", "sinusoidal"), "norm": ("pre", "post"),
+CHOICES = {"backend": BACKENDS, "decay": tuple(SCHEDULES), "pos": ("learned", "sinusoidal"), "norm": ("pre", "post"),
            "tokenizer": ("char", "bpe", "wordpiece"), "activation": ("relu", "gelu"),
            "smoothing": ("kneser-ney", "add-k")}
 # field -> (smallest allowed, bound above or None, whether that bound is excluded)

@@ -16,7 +16,8 @@ May import: minilm.backend, minilm.nn (Parameter, and the model for decay_groups
 from minilm.optim.adam import Adam, AdamW
 from minilm.optim.clip import clip_grad_norm
 from minilm.optim.optimizer import Optimizer, decay_groups
-from minilm.optim.schedule import WarmupCosine
+from minilm.optim.schedule import SCHEDULES, WarmupCosine, WarmupLinear
 from minilm.optim.sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "decay_groups", "WarmupCosine"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "decay_groups", "WarmupCosine", "WarmupLinear",
+           "SCHEDULES"]

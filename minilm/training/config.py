@@ -36,6 +36,7 @@ class TrainConfig:
     min_lr: float = 1e-4  # the cosine's floor, lr / 10 as nanoGPT
     warmup_iters: int = 100  # linear warmup steps (capped at lr_decay_iters, so short runs need no change)
     lr_decay_iters: int = None  # step at which min_lr is reached; None: max_iters of the first run
+    decay: str = "cosine"  # after warmup: "cosine" (nanoGPT's) or "linear" (BERT's, transformers' Trainer's)
     weight_decay: float = 0.1  # AdamW's decoupled decay, on 2-D weights only
     beta1: float = 0.9  # Adam's first-moment decay
     beta2: float = 0.99  # second-moment decay; 0.99 rather than 0.999 because few tokens per step

@@ -17,7 +17,7 @@ from minilm.atomic import refuse_to_replace
 from minilm.files.checkpoint import CONFIG, load_checkpoint
 from minilm.models import model_type_of
 from minilm.nn.dropout import Dropout
-from minilm.optim import WarmupCosine
+from minilm.optim import SCHEDULES
 
 # what a resumed run may change: its length, evaluation cadence, backend and memory switches;
 # lr_decay_iters only when asked for by name, since it moves the schedule recorded at the first save
@@ -134,9 +134,10 @@ def check_model_options(saved, model, given, out):
 
 
 def schedule_for(cfg, resumed, given, log):
-    """The run's WarmupCosine: on a resume the one recorded at the first save, unless --lr-decay-iters asks
-    for another; a new run's from cfg (decaying over max_iters unless lr_decay_iters says otherwise)."""
-    recorded = None
+    """The run's schedule (cfg.decay's): on a resume the one recorded at the first save, unless
+    --lr-decay-iters asks for another; a new run's from cfg (decaying over max_iters unless lr_decay_iters says
+    otherwise)."""
+    recorded, kind = None, SCHEDULES[cfg.decay]
     if resumed is not None:
         recorded = (resumed.train_state or {}).get("schedule")
         if recorded is None:  # saved before schedules were recorded: the one its config implied
@@ -146,17 +147,19 @@ def schedule_for(cfg, resumed, given, log):
                             lr_decay_iters=decay)
     asked = "lr_decay_iters" in given and cfg.lr_decay_iters
     if recorded is not None and not (asked and cfg.lr_decay_iters != recorded["lr_decay_iters"]):
-        schedule = WarmupCosine(**recorded)
+        recorded = dict(recorded)
+        kind = SCHEDULES[recorded.pop("decay", "cosine")]  # saved before --decay existed: the cosine
+        schedule = kind(**recorded)
         if cfg.max_iters > schedule.lr_decay_iters:
-            log(f"keeping the learning-rate schedule recorded at the first save: the cosine reaches min_lr "
+            log(f"keeping the learning-rate schedule recorded at the first save: the {kind.decay} reaches min_lr "
                 f"{schedule.min_lr:g} at step {schedule.lr_decay_iters} and later steps train at min_lr "
                 f"(pass --lr-decay-iters N to stretch it to step N)")
         return schedule
     decay = cfg.lr_decay_iters or cfg.max_iters
     if recorded is not None:
-        log(f"the learning-rate schedule changes as asked: the cosine now reaches min_lr at step {decay} instead "
+        log(f"the learning-rate schedule changes as asked: the {kind.decay} now reaches min_lr at step {decay} instead "
             f"of {recorded['lr_decay_iters']}, so the learning rate moves at the step this run resumes from")
-    return WarmupCosine(cfg.lr, cfg.min_lr, min(cfg.warmup_iters, decay), decay)
+    return kind(cfg.lr, cfg.min_lr, min(cfg.warmup_iters, decay), decay)
 
 
 def best_loss_on_disk(folder):

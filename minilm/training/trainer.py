@@ -1,7 +1,7 @@
 """Train a model (a GPT, a BERT) on a text corpus: the loop every framework hides, written out.
 
     for it in range(start, max_iters):
-        lr = schedule(it)                                  linear warmup, then cosine down to min_lr
+        lr = schedule(it)                                  linear warmup, then a cosine (or a line) to min_lr
         inputs, y = objective.batch(train, B, T, rng)      causal LM: random windows of T + 1 tokens, y = x shifted;
                                                            masked LM: random windows of T tokens, 15% masked
         loss = CE(model(*inputs), y)
@@ -204,7 +204,7 @@ class Trainer:
         self.log(f"resumed from {self.out / 'latest'} at step {self.step}")
 
     def save(self, name):
-        schedule = dataclasses.asdict(self.schedule)
+        schedule = {**dataclasses.asdict(self.schedule), "decay": self.schedule.decay}
         save_checkpoint(self.out / name, self.model.state_dict(),
                         {"model_type": type_of_model(self.model), "model": dataclasses.asdict(self.model.config),
                          "train": {**_plain(self.cfg), "objective": self.objective.name}},
