@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from minilm.data.tasks import HOLD_OUT_EVERY, load_task, read_task_file, speakers_task
+from minilm.data.tasks import HOLD_OUT_EVERY, MIN_WORDS, load_task, read_task_file, speakers_task, word_order_task
 from minilm.training.baselines import bag_of_words, baselines, fit_logistic_regression, word_vocabulary
 
 PLAY = """ROMEO:
@@ -50,6 +50,28 @@ def test_the_embedded_corpus_task_splits_by_whole_speeches():
 def test_speakers_task_refuses_more_speakers_than_the_text_has():
     with pytest.raises(ValueError, match="n_speakers <= the 3 speakers of the text, got 5"):
         speakers_task(PLAY, n_speakers=5)
+
+
+def test_word_order_task_keeps_or_shuffles_each_long_enough_line_and_never_mislabels_one():
+    text = PLAY + "\nHAMLET:\nto be or not to be\nay ay ay ay\n"
+    task = word_order_task(text)
+    originals = [line.strip() for line in text.splitlines()
+                 if len(line.split()) >= MIN_WORDS and len(set(line.split())) > 1]
+    assert len(task) == len(originals) == 4 and task.label_names == ["original", "shuffled"]  # not "ay ay ay ay"
+    for original, shown, label in zip(originals, task.texts, task.labels):
+        assert sorted(shown.split()) == sorted(original.split())  # the same bag of words either way
+        assert (shown == original) == (task.label_names[label] == "original")  # a shuffle always moves a word
+    assert task.groups == [0, 0, 2, 5] and word_order_task(text).texts == task.texts  # its speech; fixed seed
+
+
+def test_the_embedded_word_order_task_is_balanced_large_and_beyond_bag_of_words():
+    task = word_order_task()
+    train, test = task.split()
+    assert len(test) >= 2000 and not set(train.groups) & set(test.groups)  # the issue's floor for one point
+    assert abs(np.mean(task.labels) - 0.5) < 0.01 and abs(np.mean(test.labels) - 0.5) < 0.02
+    figures = baselines(train.subset(range(4000)), test)  # 4,000 of the 21,813 training lines: a dense fit is slow
+    assert abs(figures["bag of words"] - 0.5) < 0.03  # a bag cannot see order: at chance, within sampling noise
+    assert load_task("word-order").texts == task.texts
 
 
 def write(path, text):

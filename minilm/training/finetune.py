@@ -13,7 +13,9 @@ lr 1e-4, from the grid the BERT authors give for their small models (google-rese
 BERT-Tiny to -Medium, Turc et al. 2019: 3e-4, 1e-4, 5e-5, 3e-5), as BERT-base's 5e-5 barely moves a
 4-layer, 128-channel encoder in 3 epochs (on the speakers task from the CPU preset's masked LM, one run
 each: 5e-5 stayed at the majority class, 0.361 held-out, 1e-4 reached 0.439, 3e-4 0.421 with a noisier
-loss); and a cosine to 0 instead of a linear decay to 0, the Trainer's one schedule.
+loss); and a cosine to 0 instead of BERT's linear decay to 0, as the notebooks' runs were measured with it
+(--decay linear gives BERT's line, as transformers' Trainer does; benchmarks/finetune_real_bert.py uses it with
+lr 5e-5 to compare with the Trainer on the real MiniLM).
 A run's length is epochs × train examples / batch, resolved at its start and recorded, as are the task, its
 label names (the model config's label_names) and a fingerprint of its examples, so --resume continues the
 same run exactly and refuses a task that changed.
@@ -44,7 +46,7 @@ UNUSED = ("data", "tokenizer", "vocab_size", "sample_tokens")  # TrainConfig's f
 class FineTuneConfig(TrainConfig):
     """A fine-tuning run: TrainConfig's fields with BERT's fine-tuning defaults, and the task."""
 
-    task: str = None  # "speakers" (which of 4 speakers of tiny Shakespeare says a line), or a .csv / .jsonl file
+    task: str = None  # "speakers" (which of 4 speakers says a line), "word-order" (shuffled or not?), a .csv or .jsonl
     init_from: str = None  # the encoder to start from: a minilm BERT checkpoint or a Hugging Face BERT folder
     out: str = "out/finetune"  # where OUT/latest and OUT/best checkpoints go
     tokenizer: str = None  # the --init-from checkpoint's; not a choice here
