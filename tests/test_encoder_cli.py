@@ -88,6 +88,10 @@ def test_embed_writes_the_hidden_states_the_head_reads_as_safetensors(ckpts, tmp
         assert hidden.shape == (2, T, 24) and saved["cls"].shape == (2, 24) and mask.shape == (2, T)
         np.testing.assert_array_equal(saved["cls"], hidden[:, 0])
         assert mask.sum(axis=1).tolist() == [len("to be") + 2, T]
+        real = mask[..., None].astype(bool)  # the sentence vector: the mean over the real tokens, unit length
+        mean = np.where(real, hidden, 0).sum(axis=1) / real.sum(axis=1)
+        np.testing.assert_allclose(saved["sentence"], mean / np.linalg.norm(mean, axis=1, keepdims=True), rtol=1e-6,
+                                   atol=1e-7)
         model, _ = minilm.load(ckpt)
         ids = saved["input_ids"]
         if model.config.head == "mlm":  # what the file holds is what the head reads: head(hidden) = forward

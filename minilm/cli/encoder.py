@@ -8,8 +8,10 @@ fill-mask:  the MLM head's softmax at each [MASK], its top k tokens, most probab
             tokenizer reads "[MASK]" as one token, as it reads every special token written out
 embed:      the encoder of any BERT checkpoint (its head dropped, heads.with_head) on [CLS] text [SEP]: a
             safetensors file (never a pickle) of last_hidden_state (N, T, C), cls (N, C) = its position 0,
-            input_ids and attention_mask (N, T); padded positions hold what the model computes there (as
-            transformers), the mask says which they are. The texts go in the file's metadata, as JSON.
+            sentence (N, C) = its mean over the real tokens, of unit length (sentences.mean_pool: the
+            sentence vector all-MiniLM-L6-v2 was trained to give, compared by cosine), input_ids and
+            attention_mask (N, T); padded positions hold what the model computes there (as transformers),
+            the mask says which they are. The texts go in the file's metadata, as JSON.
 Each refuses a checkpoint of another model type, or a BERT without the head it needs, naming both; each
 runs under minilm.nn.inference(): in eval mode, no backward cache kept.
 """
@@ -26,8 +28,8 @@ from minilm.data.char_tokenizer import CharTokenizer
 from minilm.data.tasks import Task
 from minilm.files.loader import load_model
 from minilm.nn import inference, softmax
-from minilm.training.heads import with_head
 from minilm.training.objectives import Classification
+from minilm.training.sentences import encoder_of, mean_pool
 
 HEADS = {"cls": "a classification head (a checkpoint of minilm finetune)",
          "mlm": "a masked-LM head (a checkpoint of minilm train --model bert, or an imported BertForMaskedLM)"}
@@ -115,7 +117,7 @@ def run_fill_mask(args):
 
 
 def add_embed_arguments(parser):
-    """Write a BERT's last hidden states (and [CLS] vectors) of texts to a safetensors file."""
+    """Write a BERT's last hidden states, [CLS] vectors and sentence vectors of texts to a safetensors file."""
     _common(parser, "the texts to embed")
     parser.add_argument("--out", required=True, metavar="FILE.safetensors", help="the file to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file at --out")
@@ -126,14 +128,15 @@ def run_embed(args):
     if not str(args.out).endswith(".safetensors"):
         raise ValueError(f"--out {args.out}: the embeddings are written as safetensors; name a .safetensors file")
     model, tokenizer, ckpt = _load(args, "minilm embed")
-    encoder = with_head(model.config, model.state_dict(), "none", rng=0).eval()  # the same weights, the head dropped
+    encoder = encoder_of(model).eval()  # the same weights, the head dropped
     ids, types, mask = _sentences(model, tokenizer, args.texts)
     with inference():
         hidden = to_numpy(encoder(ids, types, mask))  # (N, T, C)
-    arrays = {"last_hidden_state": hidden, "cls": np.ascontiguousarray(hidden[:, 0]),
+    sentence = mean_pool(hidden, mask).astype(hidden.dtype)  # (N, C)
+    arrays = {"last_hidden_state": hidden, "cls": np.ascontiguousarray(hidden[:, 0]), "sentence": sentence,
               "input_ids": to_numpy(ids), "attention_mask": to_numpy(mask)}
     metadata = {"texts": json.dumps(args.texts), "checkpoint": str(ckpt.path)}
     replace_file(args.out, safetensors.numpy.save(arrays, metadata=metadata))
-    print(f"wrote last_hidden_state {hidden.shape} and cls {hidden[:, 0].shape} of {len(args.texts)} texts to "
-          f"{args.out}")
+    print(f"wrote last_hidden_state {hidden.shape}, cls and sentence {sentence.shape} of {len(args.texts)} texts "
+          f"to {args.out}")
     return 0

@@ -53,7 +53,7 @@ def read_encoder(path, user, dropout=None, rng=None):
                              f"{hf['model_type']} folder (its config.json's model_type)")
         tokenizer = bert_tokenizer(folder)
         if tokenizer is None:
-            raise FileNotFoundError(f"{path} has no vocab.txt: {user} needs the folder's tokenizer")
+            raise FileNotFoundError(f"{path} has no vocab.txt or tokenizer.json: {user} needs the folder's tokenizer")
         head = None if folder_head(hf, strict=False) else "none"  # no known architecture: read the encoder
         model = load_bert(folder, rng=rng, dropout=dropout, head=head)
     else:
