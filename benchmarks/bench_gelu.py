@@ -33,7 +33,10 @@ PASSES = ("forward", "backward")
 
 
 def minilm_pass(form, which, x, dy):
+    from minilm.backend import keep_freed_heap
     from minilm.nn.activation import GELU
+
+    keep_freed_heap()  # as the minilm command does (backend.py: not on import)
 
     layer = GELU(form)
     if which == "forward":

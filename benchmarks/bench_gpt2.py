@@ -34,6 +34,9 @@ def timed(fn, repeats):
 
 def run_minilm(args, idx):
     import minilm
+    from minilm.backend import keep_freed_heap
+
+    keep_freed_heap()  # as the minilm command does (backend.py: not on import)
     from minilm.backend import asarray, backend_name
     from minilm.models import GPT, GPTConfig
 

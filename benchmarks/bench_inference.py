@@ -24,7 +24,10 @@ GPT2 = dict(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768
 
 
 def worker(args):
+    from minilm.backend import keep_freed_heap
     from minilm.models import GPT, GPTConfig
+
+    keep_freed_heap()  # as the minilm command does (backend.py: not on import)
     from minilm.nn import inference
 
     model = GPT(GPTConfig(**{**GPT2, "block_size": max(args.seq, 1)}), rng=0).eval()

@@ -71,7 +71,7 @@ def step_matmuls(mm, t, rng_normal):
 
 
 def minilm_cases():
-    from minilm.backend import asarray, softmax_shift
+    from minilm.backend import asarray, keep_freed_heap, softmax_shift
     from minilm.models import GPT, GPTConfig
     from minilm.nn.activation import GELU
     from minilm.nn.attention import MultiHeadAttention, attention_mask
@@ -83,6 +83,7 @@ def minilm_cases():
     from minilm.nn.transformer import TransformerBlock
     from minilm.optim import AdamW, clip_grad_norm, decay_groups
 
+    keep_freed_heap()  # as the minilm command does (backend.py: not on import)
     rng = np.random.default_rng(0)
 
     def randn(*shape):

@@ -56,10 +56,12 @@ def kept_arrays(modules):
 
 def recompute_cost(batch, seq, steps):
     """Median seconds of one forward + loss + backward, A kept and A recomputed, alternating turns."""
+    from minilm.backend import keep_freed_heap
     from minilm.models import GPT, GPTConfig
     from minilm.nn.attention import keep_attention_weights
     from minilm.nn.loss import CrossEntropyLoss
 
+    keep_freed_heap()  # as `minilm train` does (backend.py: not on import)
     model = GPT(GPTConfig(**SHAPE), rng=0)
     idx = np.random.default_rng(0).integers(0, SHAPE["vocab_size"], (batch, seq + 1))
     times = {True: [], False: []}
@@ -79,9 +81,12 @@ def one_side(side, batch, seq):
     idx = np.random.default_rng(0).integers(0, SHAPE["vocab_size"], (batch, seq + 1))
     x, y = idx[:, :-1], idx[:, 1:]
     if side.startswith("minilm"):
+        from minilm.backend import keep_freed_heap
         from minilm.models import GPT, GPTConfig
         from minilm.nn.attention import keep_attention_weights
         from minilm.nn.loss import CrossEntropyLoss
+
+        keep_freed_heap()  # as `minilm train` does (backend.py: not on import)
 
         model, criterion = GPT(GPTConfig(**SHAPE), rng=0), CrossEntropyLoss()
         keep_attention_weights(model, side != "minilm-recompute")

@@ -38,6 +38,9 @@ def worker(model_type):
     from minilm.nn import CrossEntropyLoss
     from minilm.optim import AdamW, clip_grad_norm
     from minilm.training.objectives import CausalLM, MaskedLM
+    from minilm.backend import keep_freed_heap
+
+    keep_freed_heap()  # as `minilm train` does (backend.py: not on import)
 
     if model_type == "bert_recompute":  # the exact GELU as it was: the backward calls erf again
         from minilm.nn import activation

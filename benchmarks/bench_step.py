@@ -95,6 +95,7 @@ def minilm_side(spec, device, xs, ys):
     from minilm.optim import AdamW, clip_grad_norm, decay_groups
 
     backend.use_backend(backend.GPU if device == "gpu" else backend.CPU)
+    backend.keep_freed_heap()  # as `minilm train` does (backend.py: not on import)
     xp, peak = backend.xp, [0]
     sync = lambda: None  # noqa: E731
     if device == "gpu":  # the memory pool keeps no high-water mark: wrap its malloc to record one

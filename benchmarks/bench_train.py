@@ -27,7 +27,10 @@ import numpy as np
 
 
 def run_minilm(cfg, shape):
+    from minilm.backend import keep_freed_heap
     from minilm.training.trainer import Trainer, split_loss
+
+    keep_freed_heap()  # as `minilm train` does (backend.py: not on import)
 
     trainer = Trainer(cfg, shape, log=lambda *_: None)
     started = time.perf_counter()

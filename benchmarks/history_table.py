@@ -66,6 +66,9 @@ print(json.dumps({"model": f"{n}-gram (Kneser-Ney)", "parameters": int(sum(p.dat
 
 
 def main():
+    from minilm.backend import keep_freed_heap
+
+    keep_freed_heap()  # as `minilm train` does (backend.py: not on import)
     rows = []
     for model_type in sys.argv[1:] or ("2-gram", "6-gram", *MODELS):
         if model_type.endswith("-gram"):  # counted: n from the name; "parameters" are the stored counts' numbers

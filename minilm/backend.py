@@ -238,9 +238,10 @@ def erf(x):
 
 M_TOP_PAD = -2  # glibc's mallopt parameter number (malloc.h)
 HEAP_TOP_PAD = 64 << 20  # bytes of freed memory glibc may keep at the top of its heap
+heap_padded = False  # whether keep_freed_heap() has set the pad in this process
 
 
-def _keep_freed_heap():
+def keep_freed_heap():
     """Ask glibc's malloc to keep up to 64 MB of freed memory at the top of its heap (mallopt M_TOP_PAD).
 
     Why: a training step frees and allocates the same arrays (hundreds of KB to MBs each) every step. CuPy
@@ -249,7 +250,12 @@ def _keep_freed_heap():
     page faults per step of the CPU preset, 10 to 30 % of its time on a 2-core VM. With the pad, the heap
     keeps those pages. Nothing is done off glibc (macOS, Windows, musl), or when the user chose a pad
     (MALLOC_TOP_PAD_, or glibc.malloc.top_pad in GLIBC_TUNABLES): their setting stands. Returns True if set.
+
+    Opt-in, never done on import: it changes malloc for the whole process, which a library must not do to the
+    program that imports it. The `minilm` command and the benchmarks own their process and call it first; a
+    training script of your own may call it too (``minilm.backend.keep_freed_heap()``).
     """
+    global heap_padded
     if "MALLOC_TOP_PAD_" in os.environ or "glibc.malloc.top_pad" in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
@@ -259,10 +265,8 @@ def _keep_freed_heap():
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return mallopt(M_TOP_PAD, HEAP_TOP_PAD) == 1
-
-
-_keep_freed_heap()
+    heap_padded = mallopt(M_TOP_PAD, HEAP_TOP_PAD) == 1
+    return heap_padded
 
 
 def device_memory_bytes():

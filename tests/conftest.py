@@ -16,6 +16,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "minilm"))
 def pytest_configure(config):
     """One torch thread: the twins' tensors are tiny, and torch's threads spinning against OpenBLAS's on CI's
     2 cores made a small LayerNorm take 14 ms instead of 8 µs (measured). Numbers are unchanged by it."""
+    from minilm.backend import keep_freed_heap
+
+    keep_freed_heap()  # pytest owns this process, as the minilm command owns its own: steps fault fewer pages
     try:
         import torch
     except ImportError:  # the tests that need it fail at their own import, naming it

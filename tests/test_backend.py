@@ -1,5 +1,6 @@
 import math
 import pathlib
+import platform
 import subprocess
 import sys
 
@@ -155,6 +156,17 @@ def test_sum_last_axis_equals_numpy_sum(shape):
 def test_the_heap_pad_leaves_a_users_own_setting_alone(env, expected):
     if not sys.platform.startswith("linux"):
         pytest.skip("glibc only")
-    code = "from minilm.backend import _keep_freed_heap; print(_keep_freed_heap())"
+    code = "from minilm.backend import keep_freed_heap; print(keep_freed_heap())"
     run = subprocess.run([sys.executable, "-c", code], env={**env, "PATH": ""}, capture_output=True, text=True)
     assert run.stdout.strip() == expected, run.stderr
+
+
+def test_importing_minilm_leaves_malloc_alone_and_the_command_opts_in():
+    """mallopt changes the whole process: a library import must not do it, the `minilm` command (which owns its
+    process) does."""
+    code = ("import minilm, minilm.backend as b, minilm.training.trainer; print(b.heap_padded); "
+            "from minilm.cli import main; main(['check', 'Softmax']); print(b.heap_padded)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    lines = run.stdout.split()
+    assert lines[0] == "False", run.stderr
+    assert lines[-1] == str(sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"), run.stderr

@@ -23,7 +23,7 @@ import importlib
 import math
 import sys
 
-from minilm.backend import backend_name
+from minilm.backend import backend_name, keep_freed_heap
 
 # command -> (module, function adding its options to a parser, function running it and returning an exit code)
 COMMANDS = {
@@ -88,6 +88,7 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_heap()  # the command owns its process: keep freed pages for the next step (backend.py says why)
     try:
         backend_name()  # MINILM_BACKEND is read here: a bad value is a one-line error, not a traceback
         return args.run(args)
