@@ -94,14 +94,32 @@ def main(argv=None):
         return args.run(args)
     except (ValueError, TypeError, OSError, RuntimeError) as err:
         print(f"minilm {args.command}: error: {_describe(err)}", file=sys.stderr)
+        _end_other_ranks(2)
         return 2
     except MemoryError as err:  # what the up-front estimates (minilm.training.memory) do not foresee
         print(f"minilm {args.command}: error: out of memory ({err or 'no details'}): try smaller sizes",
               file=sys.stderr)
+        _end_other_ranks(2)
         return 2
     except KeyboardInterrupt:
         print(f"minilm {args.command}: interrupted", file=sys.stderr)
+        _end_other_ranks(130)
         return 130
+    except BaseException:
+        _end_other_ranks(1)  # an unforeseen error on one rank must not leave the others waiting forever
+        raise
+
+
+def _end_other_ranks(code):
+    """Under mpiexec, abort the whole job: the other ranks may be waiting in a collective for this one."""
+    from minilm.training.distributed import World, launched_by_mpi
+
+    if launched_by_mpi():
+        try:
+            world = World.current()
+        except RuntimeError:  # no mpi4py: the error just printed says so, and there is nothing to abort with
+            return
+        world.abort(code)
 
 
 def _describe(err):

@@ -31,6 +31,7 @@ class TrainConfig:
     block_size: int = 64  # context length T of the training windows, in tokens; a new model's context too
     # optimisation
     batch_size: int = 12  # sequences per step B
+    grad_accum: int = 1  # micro-batches per step: B split in this many, their gradients summed (nanoGPT's)
     max_iters: int = 2000  # optimiser steps
     lr: float = 1e-3  # peak learning rate, reached after warmup
     min_lr: float = 1e-4  # the cosine's floor, lr / 10 as nanoGPT

@@ -22,7 +22,7 @@ from minilm.optim import SCHEDULES
 # what a resumed run may change: its length, evaluation cadence, backend and memory switches;
 # lr_decay_iters only when asked for by name, since it moves the schedule recorded at the first save
 RESUMABLE = ("max_iters", "eval_interval", "eval_iters", "out", "resume", "overwrite", "sample_tokens", "backend",
-             "recompute_attention", "lr_decay_iters")
+             "recompute_attention", "lr_decay_iters", "grad_accum")  # grad_accum: the same update, in more pieces
 # what the GPT-2 folder of --init-from decides, so a run must not also ask for it (dropout it may change)
 FROM_INIT = ("tokenizer", "vocab_size", "n_layer", "n_head", "n_embd", "bias", "pos", "norm", "tie_weights",
              "layer_norm_eps")

@@ -4,8 +4,8 @@
         lr = schedule(it)                                  linear warmup, then a cosine (or a line) to min_lr
         inputs, y = objective.batch(train, B, T, rng)      causal LM: random windows of T + 1 tokens, y = x shifted;
                                                            masked LM: random windows of T tokens, 15% masked
-        loss = CE(model(*inputs), y)
-        model.zero_grad(); model.backward(CE.backward())   every gradient by hand
+        loss = CE(model(*inputs), y)                       (in grad_accum micro-batches, and over ranks under
+        model.zero_grad(); model.backward(CE.backward())    mpiexec: distributed.py; every gradient by hand)
         clip_grad_norm(params, grad_clip); optimizer.step()
         every eval_interval steps: estimate train and val loss, save OUT/best (when val improves), then OUT/latest
 
@@ -31,7 +31,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from minilm.backend import backend_name, use_backend
+from minilm.backend import asarray, backend_name, use_backend
 from minilm.files.checkpoint import load_checkpoint, save_checkpoint
 from minilm.data import (BPETokenizer, CharTokenizer, WordPieceTokenizer, load_text, rng_from_state, split,
                          tokenizer_from_dict)
@@ -41,6 +41,7 @@ from minilm.training.memory import check_memory
 from minilm.nn.attention import keep_attention_weights
 from minilm.nn.loss import CrossEntropyLoss
 from minilm.training.evaluation import estimate, estimate_loss, split_loss, split_scores  # noqa: F401
+from minilm.training.distributed import World, micro_batch_rows, micro_batches
 from minilm.training.objectives import OBJECTIVES, CausalLM, Classification, objective_for
 from minilm.optim import AdamW, clip_grad_norm, decay_groups
 # the run's configuration lives in training.config; these names are imported from here too
@@ -74,8 +75,9 @@ class Trainer:
     resume_user = "minilm train --resume --model {model_type} --objective {objective}"
     val_name = "val"  # what the log calls the held-out split
 
-    def __init__(self, cfg, model=None, log=print, given=None, objective=None):
-        self.log = log
+    def __init__(self, cfg, model=None, log=print, given=None, objective=None, world=None):
+        self.world = World.current() if world is None else world
+        self.log = log if self.world.rank == 0 else (lambda *_: None)  # rank 0 speaks for every rank
         model_type = type_of_config(model) if model is not None else None
         if model is None and objective is None and cfg.resume:  # a bare resume: the checkpoint's objective
             saved = saved_objective(cfg.out)
@@ -110,6 +112,11 @@ class Trainer:
             raise ValueError(f"min_lr {cfg.min_lr} is above lr {cfg.lr}: the cosine would climb")
         self._build(model, model_type, objective, resumed, given)  # the tokenizer, model, objective and splits
         cfg = self.cfg  # _build may resolve what depends on the data (a fine-tuning run's length)
+        micro_batch_rows(cfg.batch_size, self.world, cfg.grad_accum)  # B must split evenly: fail before a step
+        # every rank has read OUT and its data: now they must agree, and only then may rank 0 write
+        self.world.agree({**{f"--{k.replace('_', '-')}": v for k, v in _plain(cfg).items()},
+                          **{f"model {k}": v for k, v in dataclasses.asdict(self.model.config).items()},
+                          "data": self.data_fingerprint}, "options and data")
         keep_attention_weights(self.model, not cfg.recompute_attention)
         if cfg.block_size > self.model.config.block_size:
             raise ValueError(f"block_size {cfg.block_size} exceeds the model's context of "
@@ -204,6 +211,8 @@ class Trainer:
         self.log(f"resumed from {self.out / 'latest'} at step {self.step}")
 
     def save(self, name):
+        if self.world.rank != 0:  # every rank holds the same weights: one writer
+            return
         schedule = {**dataclasses.asdict(self.schedule), "decay": self.schedule.decay}
         save_checkpoint(self.out / name, self.model.state_dict(),
                         {"model_type": type_of_model(self.model), "model": dataclasses.asdict(self.model.config),
@@ -236,15 +245,28 @@ class Trainer:
     def train_step(self):
         cfg = self.cfg
         self.schedule.apply(self.optimizer, self.step)
+        # the global batch, the same on every rank (one seeded stream); this rank's micro-batches of it
         inputs, targets = self.objective.batch(self.train_data, cfg.batch_size, cfg.block_size, self.rng)
-        criterion = CrossEntropyLoss()
-        loss = float(criterion(self.model(*inputs), targets))
+        pieces = micro_batches(inputs, targets, self.world, cfg.grad_accum)
+        counts = [int((asarray(y) != CrossEntropyLoss().ignore_index).sum()) for _, y in pieces]
+        total = self.world.sum(sum(counts))  # the global count of targets: the mean's divisor
+        self.model.zero_grad()
+        loss = 0.0
+        for (x, y), count in zip(pieces, counts):
+            criterion = CrossEntropyLoss()
+            piece_loss = float(criterion(self.model(*x), y))
+            if len(pieces) == 1 and self.world.size == 1:
+                loss = piece_loss  # the whole batch: its mean as CE gives it, not re-weighted
+            else:
+                loss += piece_loss * count
+            self.model.backward(criterion.backward(count / max(total, 1)))  # its share of the whole batch's mean
+        if len(pieces) > 1 or self.world.size > 1:
+            loss = self.world.sum(loss) / max(total, 1)
         if not math.isfinite(loss):
             last = self.history[-1]["step"] if self.history else None
             raise RuntimeError(f"loss is {loss} at step {self.step}; nothing was saved for this step, the last "
                                f"good checkpoint is {self.out / 'latest'} (step {last})")
-        self.model.zero_grad()
-        self.model.backward(criterion.backward())
+        self.world.sum_gradients(self.model.parameters())
         if cfg.grad_clip > 0:
             clip_grad_norm(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
@@ -255,7 +277,8 @@ class Trainer:
         cfg = self.cfg
         tokens_per_step = cfg.batch_size * cfg.block_size
         bar = tqdm(total=cfg.max_iters, initial=min(self.step, cfg.max_iters), desc="training", unit="step",
-                   dynamic_ncols=True, disable=None)  # None: a bar on a terminal, nothing in a log file
+                   dynamic_ncols=True,  # None: a bar on a terminal, nothing in a log file; one bar, rank 0's
+                   disable=None if self.world.rank == 0 else True)
         with bar:
             while True:
                 due = self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters

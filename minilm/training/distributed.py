@@ -1,0 +1,121 @@
+"""Data parallelism: N processes, one model each, the same update as one process at the whole batch.
+
+    every rank draws the same global batch of B rows from the one seeded stream (the Trainer's rng)
+    rank r keeps rows [r·B/N, (r+1)·B/N), cut into grad_accum micro-batches of b = B/(N·grad_accum) rows
+    n_total = Σ_ranks Σ_micro n_m                                  the global count of targets (all-reduced)
+    each micro-batch m:  loss_m = CE(model(x_m), y_m)  (its mean),  backward of (n_m / n_total) · loss_m
+    g = Σ_ranks Σ_m (n_m / n_total) ∇loss_m = ∇ [ (1/n_total) Σ_all targets −log p ]   (the all-reduce)
+
+So the gradient is the whole batch's mean-loss gradient whatever N and grad_accum: a masked LM's or a
+padded batch's uneven counts are weighted by their share, not averaged per rank. Every rank then clips and
+steps AdamW on the same g from the same weights, so the weights stay equal without being sent.
+
+The engine is MPI through mpi4py (`pip install "minilm[distributed]"`, then `mpiexec -n 2 minilm train ...`),
+found from the launcher's environment: a process not started by mpiexec never imports mpi4py. Gradients go
+through one flat host buffer per step (Allreduce, summing), so the same code serves either backend's arrays;
+NCCL on the GPU is not built yet. Rank 0 alone logs and writes checkpoints; every rank evaluates (the same
+batches, the same weights, the same figures).
+ref: Li et al. 2020, "PyTorch Distributed: Experiences on Accelerating Data Parallel Training" (DDP);
+     llm.c's train_gpt2.cu (MPI + NCCL); nanoGPT's gradient_accumulation_steps.
+"""
+
+import json
+import os
+
+import numpy as np
+
+from minilm.backend import asarray, to_numpy
+
+LAUNCHERS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")  # set by MPICH's hydra, Open MPI, PMIx launchers
+
+
+def launched_by_mpi():
+    return any(name in os.environ for name in LAUNCHERS)
+
+
+class World:
+    """The processes training together: rank 0..size-1 of an MPI communicator, or rank 0 of 1 alone."""
+
+    def __init__(self, comm=None):
+        self.comm = comm
+        self.rank = comm.Get_rank() if comm is not None else 0
+        self.size = comm.Get_size() if comm is not None else 1
+
+    @classmethod
+    def current(cls):
+        """MPI's COMM_WORLD when launched by mpiexec with more than one process, else a world of one."""
+        if not launched_by_mpi():
+            return cls()
+        try:
+            from mpi4py import MPI
+        except ImportError:
+            raise RuntimeError('launched by mpiexec, but mpi4py is not installed: pip install "minilm[distributed]" '
+                               '(mpi4py and an MPI library, mpich)') from None
+        return cls(MPI.COMM_WORLD) if MPI.COMM_WORLD.Get_size() > 1 else cls()
+
+    def sum(self, value):
+        """The sum over ranks of a number (a Python float or int)."""
+        return value if self.comm is None else self.comm.allreduce(value)
+
+    def sum_gradients(self, params):
+        """Each parameter's .grad replaced by its sum over ranks (in place); a None grad, None on every rank
+        (the same model runs the same code), is left alone."""
+        if self.comm is None:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        flat = np.concatenate([to_numpy(g).ravel() for g in grads])  # one message, not one per tensor
+        self.comm.Allreduce(self._mpi().IN_PLACE, flat, op=self._mpi().SUM)
+        start = 0
+        for g in grads:
+            g[...] = asarray(flat[start:start + g.size].reshape(g.shape))
+            start += g.size
+
+    def agree(self, facts, what):
+        """ValueError on every rank unless every rank holds the same ``facts`` (a JSON-able dict): the ranks
+        were launched with different options or data. The message names each key that differs."""
+        if self.comm is None:
+            return
+        everyone = self.comm.allgather(json.dumps(facts, sort_keys=True, default=str))
+        if len(set(everyone)) == 1:
+            return
+        first = json.loads(everyone[0])
+        for rank, text in enumerate(everyone[1:], start=1):
+            other = json.loads(text)
+            differ = sorted(key for key in first.keys() | other.keys() if first.get(key) != other.get(key))
+            if differ:
+                shown = "; ".join(f"{key}: rank 0 has {first.get(key)!r}, rank {rank} {other.get(key)!r}"
+                                  for key in differ[:5])
+                raise ValueError(f"the {self.size} ranks must run the same {what}, and they differ: {shown}")
+
+    def barrier(self):
+        if self.comm is not None:
+            self.comm.Barrier()
+
+    def abort(self, code):
+        """End every rank now (a rank that raised would leave the others waiting in a collective)."""
+        if self.comm is not None:
+            self.comm.Abort(code)
+
+    @staticmethod
+    def _mpi():
+        from mpi4py import MPI
+
+        return MPI
+
+
+def micro_batch_rows(batch_size, world, grad_accum):
+    """b = B / (N · grad_accum), the rows of one micro-batch; a ValueError names the sizes when B does not split
+    evenly (uneven pieces would weight the same rows differently on different ranks)."""
+    pieces = world.size * grad_accum
+    if batch_size % pieces:
+        raise ValueError(f"batch_size {batch_size} does not split into {world.size} rank(s) x grad_accum "
+                         f"{grad_accum} = {pieces} equal micro-batches: choose a multiple of {pieces}")
+    return batch_size // pieces
+
+
+def micro_batches(inputs, targets, world, grad_accum):
+    """[(inputs, targets)] of this rank: its B/N rows of the global batch, in grad_accum pieces (module doc)."""
+    b = micro_batch_rows(len(targets), world, grad_accum)
+    first = world.rank * grad_accum * b
+    take = lambda a, i: None if a is None else a[first + i * b:first + (i + 1) * b]  # noqa: E731
+    return [(tuple(take(x, i) for x in inputs), take(targets, i)) for i in range(grad_accum)]
