@@ -28,6 +28,17 @@ TARGET_SOURCE = ("target (query)", "source (key)")  # the heatmaps' (rows, colum
 def cross_attention_weights(model, tokenizer, source, target=None):
     """(weights (L, H, T, S), source tokens (S,), target tokens (T,)) of ``model`` (a Seq2Seq) on the text
     ``source`` and [BOS] + ``target`` (default: the greedy translation); see the module docstring."""
+    src, tgt = source_and_target(model, tokenizer, source, target)  # (S,), (T,)
+    with weights_kept(model):
+        model(asarray(src[None, :]), asarray(tgt[None, :]))  # (1, T, V), read for its attention only
+    weights = np.stack([to_numpy(layer.crossattention.attention_weights)[0]
+                        for layer in model.transformer.decoder])  # (L, H, T, S)
+    return weights, token_strings(tokenizer, src), token_strings(tokenizer, tgt)
+
+
+def source_and_target(model, tokenizer, source, target=None):
+    """(src (S,), tgt (T,)) int64 ids: the text ``source``, and [BOS] + ``target`` (default: the greedy translation
+    of the source); a ValueError naming a character outside the vocabulary or a text longer than block_size."""
     block = model.config.block_size
     (src,) = encode_texts(tokenizer, [source], "source")  # (S,) names an unknown character and its position
     if len(src) > block:
@@ -39,9 +50,5 @@ def cross_attention_weights(model, tokenizer, source, target=None):
     if len(tgt) > block:
         raise ValueError(f"the target is {len(tgt)} tokens long with its [BOS], longer than the model's block_size "
                          f"{block}")
-    with weights_kept(model):
-        model(asarray(src[None, :]), asarray(tgt[None, :]))  # (1, T, V), read for its attention only
-    weights = np.stack([to_numpy(layer.crossattention.attention_weights)[0]
-                        for layer in model.transformer.decoder])  # (L, H, T, S)
-    return weights, token_strings(tokenizer, src), token_strings(tokenizer, tgt)
+    return src, tgt
 

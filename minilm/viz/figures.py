@@ -1,10 +1,12 @@
-"""PNG files from models: the ``minilm attention`` command, and the README's figures.
+"""Pictures of models: the ``minilm attention`` command (PNG heatmaps, the explorer's page), the README's figures.
 
-    minilm attention --ckpt DIR --text TEXT [--layer L] [--head H] --out FILE.png
+    minilm attention --ckpt DIR --text TEXT [--layer L] [--head H] [--out FILE.png] [--html FILE.html]
         a GPT checkpoint's attention on a text: one heatmap per head of layer L (default: the last), tokens on
         both axes; the text must fit in block_size tokens of the checkpoint's own tokenizer. A seq2seq
         checkpoint: TEXT is a source, translated greedily, and each heatmap is decoder layer L's
-        cross-attention, [BOS] + the translation down, the source across (minilm.viz.cross_attention)
+        cross-attention, [BOS] + the translation down, the source across (minilm.viz.cross_attention).
+        --html writes the explorer instead or as well (minilm.viz.explorer): one self-contained page, opened on
+        layer L and head H, for a GPT, a BERT, a seq2seq or the tutorial Transformer
 
     OMP_NUM_THREADS=1 python -m minilm.viz.figures [--out figures] [--max-iters 600]
         regenerates figures/:
@@ -127,38 +129,67 @@ def add_attention_arguments(parser):
     parser.add_argument("--layer", type=int, default=None, metavar="L",
                         help="the layer (a seq2seq's decoder layer) to draw, numbered from 0 (default: the last)")
     parser.add_argument("--head", type=int, default=None, metavar="H",
-                        help="draw only this head, numbered from 0 (default: every head)")
-    parser.add_argument("--out", required=True, metavar="FILE.png", help="the PNG to write (replaced atomically)")
+                        help="draw only this head in the PNG, and open the explorer on it; numbered from 0 "
+                             "(default: every head; the explorer opens on head 0)")
+    parser.add_argument("--out", default=None, metavar="FILE.png",
+                        help="the PNG of heatmaps to write (replaced atomically); a gpt or seq2seq checkpoint")
+    parser.add_argument("--html", default=None, metavar="FILE.html",
+                        help="the attention explorer to write: one self-contained page to open in a browser, "
+                             "opened on --layer and --head (replaced atomically); gpt, bert, seq2seq or tutorial")
     parser.add_argument("--backend", choices=BACKENDS, default=None,
                         help="array library (default: the active one, MINILM_BACKEND or numpy)")
-
-
-def _check_index(what, value, count):
-    if not 0 <= value < count:
-        raise ValueError(f"{what} {value} out of range: the model has {count} {what}s, numbered 0 to {count - 1}")
 
 
 def run_attention(args):
     from minilm.files.loader import load_model  # the model code, only once the command runs
     from minilm.models import type_of_model
+    from minilm.viz.attention_data import MODEL_TYPES, check_index
+    from minilm.viz.explorer import attention_view, check_html_path
 
-    try:
-        plots.require_matplotlib()  # a missing matplotlib is reported before the checkpoint is read
-    except ImportError as err:  # as a RuntimeError, which the CLI prints as one line (exit 2), not a traceback
-        raise RuntimeError(f"matplotlib is missing, and minilm attention draws with it: "
-                           f"{plots.INSTALL_MATPLOTLIB}") from err
+    if args.out is None and args.html is None:
+        raise ValueError("nothing to write: give --out FILE.png, --html FILE.html or both")
+    if args.html is not None:
+        check_html_path(args.html)  # before any work, and before the PNG is written
+    if args.out is not None:
+        try:
+            plots.require_matplotlib()  # a missing matplotlib is reported before the checkpoint is read
+        except ImportError as err:  # as a RuntimeError, which the CLI prints as one line (exit 2), not a traceback
+            raise RuntimeError(f"matplotlib is missing, and minilm attention draws with it: "
+                               f"{plots.INSTALL_MATPLOTLIB}") from err
     if args.backend is not None:
         use_backend(args.backend)  # before the model is built, so its weights live on that backend
-    model, tokenizer, ckpt = load_model(args.ckpt, expect=("gpt", "seq2seq"), user="minilm attention")
+    png = args.out is not None
+    model, tokenizer, ckpt = load_model(args.ckpt, expect=("gpt", "seq2seq") if png else MODEL_TYPES,
+                                        user="minilm attention --out" if png else "minilm attention")
     if args.text == "":
         raise ValueError("--text is empty: give at least one character")
-    if type_of_model(model) == "seq2seq":
-        return _cross_attention(args, model, tokenizer, ckpt)
-    config = model.config
-    layer = config.n_layer - 1 if args.layer is None else args.layer
-    _check_index("layer", layer, config.n_layer)
+    what, layers, heads = _layers_and_heads(model)
+    layer = layers - 1 if args.layer is None else args.layer
+    check_index(what, layer, layers)
     if args.head is not None:
-        _check_index("head", args.head, config.n_head)
+        check_index("head", args.head, heads)
+    if png and type_of_model(model) == "seq2seq":
+        _cross_attention(args, model, tokenizer, ckpt, layer)
+    elif png:
+        _self_attention(args, model, tokenizer, ckpt, layer)
+    if args.html is not None:
+        where = "/".join(Path(ckpt.path).parts[-2:])
+        title = f"{type_of_model(model)} {where}, {layers} layers × {heads} heads, on {args.text[:60]!r}"
+        print(attention_view(model, tokenizer, args.text, layer=layer, head=args.head, title=title).save(args.html))
+    return 0
+
+
+def _layers_and_heads(model):
+    """(what a layer is called, layers, heads) of the attention `minilm attention` opens on."""
+    config = model.config
+    if hasattr(config, "num_decoder_layers"):  # a Seq2Seq: its decoder's cross-attention
+        return "decoder layer", config.num_decoder_layers, config.nhead
+    return "layer", config.n_layer, config.n_head
+
+
+def _self_attention(args, model, tokenizer, ckpt, layer):
+    """run_attention's PNG for a GPT: the layer's self-attention, every head (or one)."""
+    config = model.config
     ids = tokenizer.encode(args.text)  # (T,) names a character outside the vocabulary
     if len(ids) > config.block_size:
         raise ValueError(f"the text is {len(ids)} tokens long, longer than the model's block_size {config.block_size}")
@@ -169,18 +200,13 @@ def run_attention(args):
     title = f"attention in layer {layer} (layers 0–{config.n_layer - 1}) of {where}"
     fig = plots.attention_heatmaps(weights[list(heads)], tokens, title=title, heads=heads)
     print(plots.save_figure(fig, args.out))
-    return 0
 
 
-def _cross_attention(args, model, tokenizer, ckpt):
-    """run_attention for a Seq2Seq: decoder layer L's cross-attention on the source and its greedy translation."""
+def _cross_attention(args, model, tokenizer, ckpt, layer):
+    """run_attention's PNG for a Seq2Seq: a decoder layer's cross-attention on the source and its greedy translation."""
     from minilm.viz.cross_attention import TARGET_SOURCE, cross_attention_weights
 
     config = model.config
-    layer = config.num_decoder_layers - 1 if args.layer is None else args.layer
-    _check_index("decoder layer", layer, config.num_decoder_layers)
-    if args.head is not None:
-        _check_index("head", args.head, config.nhead)
     weights, source, target = cross_attention_weights(model, tokenizer, args.text)  # (L, H, T, S)
     translation = "".join(target[1:])  # after [BOS]
     print(f"{args.text} -> {translation}")
@@ -192,7 +218,6 @@ def _cross_attention(args, model, tokenizer, ckpt):
     fig = plots.attention_heatmaps(weights[layer][list(heads)], target, keys=source, title=title, heads=heads,
                                    axis_labels=TARGET_SOURCE)
     print(plots.save_figure(fig, args.out))
-    return 0
 
 
 # --- python -m minilm.viz.figures ----------------------------------------------------------------------------
