@@ -380,3 +380,12 @@ def lstm_step_backward(dh, dc, i, f, g, o, c_prev, tanh_c, W_hh):
                         axis=-1)  # (B, 4H) in torch's order
     # forward: z_t = … + h_{t-1} W_hhᵀ; the cell's path back in time is scaled by the forget gate alone
     return dz, dz @ W_hh, dc * f
+
+
+# notebook 21: a sentence vector as sentence-transformers makes all-MiniLM-L6-v2's: the masked mean, of unit length
+def mean_pool(hidden, mask):
+    import numpy as np  # host NumPy, as minilm.training.sentences: the vectors are compared and searched on the host
+
+    m = np.asarray(mask, dtype=hidden.dtype)[..., None]  # (N, T, 1) 1 at a real token ([CLS] and [SEP] too), 0 at [PAD]
+    v = (hidden * m).sum(axis=1) / m.sum(axis=1)  # (N, C) the mean over the real tokens: [PAD]'s states left out
+    return v / np.linalg.norm(v, axis=1, keepdims=True)  # (N, C) unit rows, so e_i · e_j is the cosine

