@@ -56,11 +56,13 @@ def model_folder():
 
 def minilm_run(folder, seed, steps, scratch):
     """FineTuner on the task from ``folder`` (scratch: from random weights of its shape): JSON of the result."""
+    from minilm.backend import keep_freed_heap
     from minilm.files.hf_bert import save_bert
     from minilm.models import BERT
     from minilm.training.finetune import FineTuneConfig, FineTuner
     from minilm.training.heads import read_encoder
 
+    keep_freed_heap()  # as `minilm finetune` does (backend.py: not on import)
     with tempfile.TemporaryDirectory(prefix="minilm-ft-") as tmp:
         if scratch:  # the same architecture and tokenizer, weights as BERT initialises them
             config, _, tokenizer = read_encoder(folder, "this benchmark")
@@ -130,12 +132,13 @@ def step_worker(side, folder):
     ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP]
     labels = rng.integers(0, 2, size=BATCH)
     if side == "minilm":
-        from minilm.backend import asarray
+        from minilm.backend import asarray, keep_freed_heap
         from minilm.data.tasks import Task
         from minilm.nn import CrossEntropyLoss
         from minilm.optim import AdamW, clip_grad_norm, decay_groups
         from minilm.training.heads import init_classifier
 
+        keep_freed_heap()  # as `minilm finetune` does (backend.py: not on import)
         task = Task(TASK, ["original", "shuffled"])
         model, _, _ = init_classifier(folder, task, dropout=0.1, seed=0)
         optimizer = AdamW(decay_groups(model, WEIGHT_DECAY), lr=LR, betas=(0.9, 0.999))
