@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import transformers
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -310,7 +311,6 @@ def test_schedule_values():
 def test_linear_schedule_is_transformers_step_for_step():
     """WarmupLinear with min_lr 0 gives every step the lr of transformers' get_linear_schedule_with_warmup (the
     Trainer's default) under torch's LambdaLR, the value each optimizer.step() uses, its first step's 0 included."""
-    transformers = pytest.importorskip("transformers")
     for warmup, total in ((10, 100), (0, 7), (3, 3)):
         param = torch.nn.Parameter(torch.zeros(1))
         opt = torch.optim.AdamW([param], lr=5e-5)
