@@ -77,8 +77,18 @@ def worker(model_type):
 
     for _ in range(3):  # warm-up: first-touch pages, lazy imports
         step()
+    serve_steps(step)
+
+
+def serve_steps(step, answers=None):
+    """A worker's loop: say "ready", then answer each "run N" on stdin with the N step times (seconds) as JSON;
+    a line naming one of ``answers`` (word -> function) gets that function's result as JSON instead."""
     print("ready", flush=True)
     for line in sys.stdin:
+        word = line.split()[0]
+        if answers and word in answers:
+            print(json.dumps(answers[word]()), flush=True)
+            continue
         times = []
         for _ in range(int(line.split()[1])):
             began = time.perf_counter()

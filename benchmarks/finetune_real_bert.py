@@ -38,6 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_memory import resident_gib  # noqa: E402
+from bench_mlm_step import serve_steps  # noqa: E402
 from bench_step import openblas_info  # noqa: E402
 
 TASK, BATCH, BLOCK, LR, WEIGHT_DECAY, WARMUP_SHARE = "word-order", 16, 64, 5e-5, 0.01, 0.1
@@ -168,17 +169,7 @@ def step_worker(side, folder):
     built = resident_gib("VmRSS")
     for _ in range(2):  # warm-up: first-touch pages, the optimiser's moments, lazy imports
         step()
-    print("ready", flush=True)
-    for line in sys.stdin:
-        if line.startswith("peak"):
-            print(json.dumps({"peak_gib": resident_gib("VmHWM") - built, "model_gib": built}), flush=True)
-            continue
-        times = []
-        for _ in range(int(line.split()[1])):
-            began = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - began)
-        print(json.dumps(times), flush=True)
+    serve_steps(step, {"peak": lambda: {"peak_gib": resident_gib("VmHWM") - built, "model_gib": built}})
 
 
 def step_part(folder, rounds, steps):
