@@ -70,20 +70,6 @@ def kernel_env(monkeypatch):
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", os.environ.get("OPENBLAS_NUM_THREADS", "1"))
 
 
-def execute_until(path, last):
-    """Run the cells of the notebook at path up to and including cell ``last``; return the first cell error."""
-    nb = read(path)
-    client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=CELL_TIMEOUT,
-                                     resources={"metadata": {"path": str(path.parent)}})
-    with client.setup_kernel():
-        for index, cell in enumerate(nb.cells[:last + 1]):
-            try:
-                client.execute_cell(cell, index)
-            except nbclient.exceptions.CellExecutionError as err:
-                return index, err
-    return None, None
-
-
 def failing_cell(nb):
     """The index in nb.cells of the first code cell whose outputs hold an error, or None."""
     for index, cell in enumerate(nb.cells):
@@ -363,21 +349,40 @@ def mean_pool(hidden, mask):
 @pytest.mark.parametrize("name", sorted(PLANTED))
 def test_a_blank_stops_the_notebook_and_a_wrong_answer_fails_its_check(name, monkeypatch, tmp_path):
     """Executed for real: without the switch the first exercise's check stops on its blank, naming it; with a
-    wrong answer in the blank's place, the check fails its assert."""
+    wrong answer in the blank's place, the same check fails its assert. One kernel runs the cells before the
+    check once, then the check twice: the switch is read when the exercise is called, so setting it in the
+    kernel between the two runs is what setting it before the notebook starts would be."""
     path = NOTEBOOK_DIR / name
     kernel_env(monkeypatch)
-    exercise, _, check = exercises(read(path))[0]
-
     monkeypatch.delenv(SWITCH, raising=False)
-    index, err = execute_until(path, check)
-    assert index == check and err.ename == "NotImplementedError", (index, err)
-    assert f"your code here: {exercise}" in err.evalue, err.evalue
-
+    exercise, _, check = exercises(read(path))[0]
     planted = tmp_path / "planted.py"
     planted.write_text(PLANTED[name], encoding="utf-8")
-    monkeypatch.setenv(SWITCH, str(planted))
-    index, err = execute_until(path, check)
-    assert index == check and err.ename == "AssertionError", (index, err)
+
+    nb = read(path)
+    client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=CELL_TIMEOUT,
+                                     resources={"metadata": {"path": str(path.parent)}})
+
+    def run(cell, index):
+        try:
+            client.execute_cell(cell, index)
+        except nbclient.exceptions.CellExecutionError as err:
+            return err
+        return None
+
+    with client.setup_kernel():
+        for index, cell in enumerate(nb.cells[:check]):
+            err = run(cell, index)
+            assert err is None, f"{name}: cell {index}, before the first check, raised {err}"
+        err = run(nb.cells[check], check)
+        assert err is not None and err.ename == "NotImplementedError", err
+        assert f"your code here: {exercise}" in err.evalue, err.evalue
+
+        switch = nbformat.v4.new_code_cell(f"import os\nos.environ[{SWITCH!r}] = {str(planted)!r}")
+        nb.cells.append(switch)  # nbclient files each executed cell's outputs back into nb by its index
+        assert run(switch, len(nb.cells) - 1) is None
+        err = run(nb.cells[check], check)
+        assert err is not None and err.ename == "AssertionError", err
 
 
 def test_without_the_real_bert_notebook_21_stops_with_the_install_command(monkeypatch):
