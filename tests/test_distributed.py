@@ -3,6 +3,7 @@ update of one process at the whole batch B. In float64 with dropout off the weig
 to 1e-10 relative, for a GPT (every target counted) and a masked LM (each piece counts its own masked tokens,
 so uneven shares are weighted by their count). The two-rank runs go through `mpiexec -n 2` on CI's two cores."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,19 +15,21 @@ import pytest
 
 from minilm.training.config import preset_for, with_changes
 from minilm.training.distributed import World, micro_batch_rows
+from minilm.training.overlap import GradientSum
 from minilm.training.trainer import Trainer
+from minilm.training.translator import Seq2SeqTrainer
 
-TINY = dict(max_iters=20, eval_interval=20, eval_iters=1, batch_size=8, block_size=16, n_layer=1, n_head=2,
+TINY = dict(max_iters=20, eval_interval=20, eval_iters=1, batch_size=8, block_size=16, n_layer=2, n_head=2,
             n_embd=16, sample_tokens=0, warmup_iters=2, lr=3e-3, overwrite=True, seed=5)
 RUN = textwrap.dedent("""
-    import sys
+    import json, sys
     import numpy as np
     from minilm.backend import to_numpy
     from minilm.training.config import preset_for, with_changes
     from minilm.training.trainer import Trainer
 
-    model_type, out, grad_accum = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    cfg, shape = with_changes(preset_for(model_type), out=out, grad_accum=grad_accum, **{TINY})
+    model_type, out, changes = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    cfg, shape = with_changes(preset_for(model_type), out=out, **{{**{TINY}, **changes}})
     trainer = Trainer(cfg, shape, log=lambda *_: None)
     trainer.model.to("float64")  # weights and gradients; the optimiser's moments follow them
     trainer.train()
@@ -36,11 +39,11 @@ RUN = textwrap.dedent("""
 """)
 
 
-def run(tmp_path, model_type, name, grad_accum=1, ranks=1):
+def run(tmp_path, model_type, name, ranks=1, **changes):
     script = tmp_path / "run.py"
     script.write_text(RUN.format(TINY=TINY))
     out = str(tmp_path / name)
-    command = [sys.executable, str(script), model_type, out, str(grad_accum)]
+    command = [sys.executable, str(script), model_type, out, json.dumps(changes)]
     if ranks > 1:
         command = [shutil.which("mpiexec"), "-n", str(ranks), *command]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -53,13 +56,17 @@ def relative_gap(a, b):
 
 
 @pytest.mark.parametrize("model_type", ["gpt", "bert"])
-def test_two_ranks_and_four_micro_batches_give_the_update_of_one_process(tmp_path, model_type):
+def test_two_ranks_overlapped_or_not_and_micro_batches_give_the_update_of_one_process(tmp_path, model_type):
     one, _ = run(tmp_path, model_type, "one")
     accumulated, _ = run(tmp_path, model_type, "accum", grad_accum=4)
-    two, said = run(tmp_path, model_type, "two", ranks=2)
+    two, said = run(tmp_path, model_type, "two", ranks=2)  # overlap on: the default
+    flat, _ = run(tmp_path, model_type, "flat", ranks=2, overlap=False)
+    two_accumulated, _ = run(tmp_path, model_type, "two-accum", ranks=2, grad_accum=2)  # sent on the last only
     assert "world 2 rank 0" in said and "world 2 rank 1" in said  # two processes really trained
     assert relative_gap(one, accumulated) < 1e-10
+    assert relative_gap(two, flat) < 1e-10
     assert relative_gap(one, two) < 1e-10
+    assert relative_gap(one, two_accumulated) < 1e-10
     assert one["wte.weight" if model_type == "gpt" else "embeddings.wte.weight"].dtype == np.float64  # float64 really
 
 
@@ -95,3 +102,53 @@ def test_ranks_that_disagree_or_die_end_the_job_with_a_named_error_not_a_hang(tm
     else:
         assert "no-such-file.txt" in done.stderr
     assert not (tmp_path / "out" / "latest").exists()  # nothing written by a job that never agreed
+
+
+class Recording:
+    """A world of two that sends nothing: it keeps a copy of each bucket's gradients when its sum starts, and at
+    the wait notes every parameter whose gradient changed after it was sent (it would have been sent unfinished)."""
+
+    rank, size = 0, 2
+
+    def __init__(self):
+        self.started, self.changed_after_sending = [], []
+
+    def start_sum(self, params):
+        self.started.append([(p, p.grad.copy()) for p in params if p.grad is not None])
+        return self.started[-1]
+
+    def finish_sums(self, started):
+        assert started == self.started  # every bucket started is waited for
+        self.changed_after_sending += [p for bucket in started for p, sent in bucket if not np.array_equal(p.grad, sent)]
+
+
+FAMILIES = {  # model type -> (trainer, a small shape with two blocks per stack, the run's context)
+    "gpt": (Trainer, dict(n_layer=2, n_head=2, n_embd=16), 16),
+    "bert": (Trainer, dict(n_layer=2, n_head=2, n_embd=16), 16),
+    "tutorial": (Trainer, dict(n_layer=2, n_head=2, n_embd=16, d_ff=24), 16),
+    "lstm": (Trainer, dict(n_layer=2, n_embd=12, hidden_size=16), 16),
+    "seq2seq": (Seq2SeqTrainer, dict(d_model=16, nhead=2, dim_feedforward=24, num_encoder_layers=2,
+                                     num_decoder_layers=2), 80),
+}
+
+
+@pytest.mark.parametrize("grad_accum", [1, 2])
+@pytest.mark.parametrize("model_type", list(FAMILIES))
+def test_each_bucket_is_sent_once_a_step_after_its_last_gradient_is_written(tmp_path, model_type, grad_accum):
+    """The overlap's hooks on every family the Trainer trains: one bucket per block (a GPT's h.1, h.0; Seq2Seq's
+    decoder and encoder blocks) and the rest, each started on the step's last micro-batch only, none written
+    to after its start, and every parameter in exactly one."""
+    trainer_class, shape, block_size = FAMILIES[model_type]
+    cfg, model = with_changes(preset_for(model_type), out=str(tmp_path), batch_size=4, block_size=block_size,
+                              grad_accum=grad_accum, max_iters=1, eval_iters=1, sample_tokens=0, dropout=0.0,
+                              **shape)
+    trainer = trainer_class(cfg, model, log=lambda *_: None)
+    world = Recording()
+    trainer.gradients = GradientSum(trainer.model, world, "overlap")
+    trainer.train_step()
+    stacks = 2 if model_type == "seq2seq" else 0 if model_type == "lstm" else 1
+    assert len(world.started) == 2 * stacks + 1  # two blocks per stack, and the rest, once each
+    sent = [id(p) for bucket in world.started for p, _ in bucket]
+    assert sorted(sent) == sorted(id(p) for p in trainer.model.parameters())
+    assert world.changed_after_sending == []
+    assert all(vars(block).get("backward") is None for _, block in trainer.gradients.blocks)  # unhooked after

@@ -11,9 +11,11 @@ padded batch's uneven counts are weighted by their share, not averaged per rank.
 steps AdamW on the same g from the same weights, so the weights stay equal without being sent.
 
 The engine is MPI through mpi4py (`pip install "minilm[distributed]"`, then `mpiexec -n 2 minilm train ...`),
-found from the launcher's environment: a process not started by mpiexec never imports mpi4py. Gradients go
-through one flat host buffer per step (Allreduce, summing), so the same code serves either backend's arrays;
-NCCL on the GPU is not built yet. Rank 0 alone logs and writes checkpoints; every rank evaluates (the same
+found from the launcher's environment: a process not started by mpiexec never imports mpi4py. Gradients are
+summed through flat host buffers, so the same code serves either backend's arrays (NCCL on the GPU is not built
+yet): by default one bucket per block, each started (Iallreduce) as that block's backward ends and all waited
+for before clipping (overlap.py); with --no-overlap one Allreduce after the backward. Under --grad-accum only
+the last micro-batch's backward sends: the earlier ones accumulate locally. Rank 0 alone logs and writes checkpoints; every rank evaluates (the same
 batches, the same weights, the same figures).
 ref: Li et al. 2020, "PyTorch Distributed: Experiences on Accelerating Data Parallel Training" (DDP);
      llm.c's train_gpt2.cu (MPI + NCCL); nanoGPT's gradient_accumulation_steps.
@@ -25,6 +27,7 @@ import os
 import numpy as np
 
 from minilm.backend import asarray, to_numpy
+from minilm.nn.loss import CrossEntropyLoss
 
 LAUNCHERS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")  # set by MPICH's hydra, Open MPI, PMIx launchers
 
@@ -69,6 +72,26 @@ class World:
         for g in grads:
             g[...] = asarray(flat[start:start + g.size].reshape(g.shape))
             start += g.size
+
+    def start_sum(self, params):
+        """Start the sum over ranks of these parameters' gradients without waiting for it (MPI Iallreduce of one
+        flat host copy); finish_sums waits and writes the sums back. A None grad is left out, as above."""
+        grads = [p.grad for p in params if p.grad is not None]
+        if self.comm is None or not grads:
+            return grads, None, None
+        flat = np.concatenate([to_numpy(g).ravel() for g in grads])  # kept alive until the wait
+        return grads, flat, self.comm.Iallreduce(self._mpi().IN_PLACE, flat, op=self._mpi().SUM)
+
+    def finish_sums(self, started):
+        """Wait for every sum start_sum began (all of them, in the order started) and put each into its .grads."""
+        if self.comm is None:
+            return
+        self._mpi().Request.Waitall([request for _, _, request in started if request is not None])
+        for grads, flat, request in started:
+            start = 0
+            for g in grads if request is not None else ():
+                g[...] = asarray(flat[start:start + g.size].reshape(g.shape))
+                start += g.size
 
     def agree(self, facts, what):
         """ValueError on every rank unless every rank holds the same ``facts`` (a JSON-able dict): the ranks
@@ -119,3 +142,25 @@ def micro_batches(inputs, targets, world, grad_accum):
     first = world.rank * grad_accum * b
     take = lambda a, i: None if a is None else a[first + i * b:first + (i + 1) * b]  # noqa: E731
     return [(tuple(take(x, i) for x in inputs), take(targets, i)) for i in range(grad_accum)]
+
+
+def step_loss(model, pieces, world, gradients):
+    """The whole batch's mean loss, having run forward and backward over this rank's micro-batches ``pieces``
+    [(inputs, targets)], each backward weighted by n_m / n_total (module doc); ``gradients`` (a GradientSum)
+    wraps each backward, and leaves every .grad summed over the ranks after the last."""
+    counts = [int((asarray(y) != CrossEntropyLoss().ignore_index).sum()) for _, y in pieces]
+    total = world.sum(sum(counts))  # the global count of targets: the mean's divisor
+    model.zero_grad()
+    loss = 0.0
+    for i, ((x, y), count) in enumerate(zip(pieces, counts)):
+        criterion = CrossEntropyLoss()
+        piece_loss = float(criterion(model(*x), y))
+        if len(pieces) == 1 and world.size == 1:
+            loss = piece_loss  # the whole batch: its mean as CE gives it, not re-weighted
+        else:
+            loss += piece_loss * count
+        with gradients.around(last=i == len(pieces) - 1):
+            model.backward(criterion.backward(count / max(total, 1)))  # its share of the whole batch's mean
+    if len(pieces) > 1 or world.size > 1:
+        loss = world.sum(loss) / max(total, 1)
+    return loss

@@ -23,6 +23,9 @@ from minilm.optim import SCHEDULES
 # lr_decay_iters only when asked for by name, since it moves the schedule recorded at the first save
 RESUMABLE = ("max_iters", "eval_interval", "eval_iters", "out", "resume", "overwrite", "sample_tokens", "backend",
              "recompute_attention", "lr_decay_iters", "grad_accum")  # grad_accum: the same update, in more pieces
+# how this launch spreads the work over its ranks: never taken from the checkpoint (a resume may run on another
+# number of ranks), always this launch's own choice or default
+LAUNCH = ("overlap",)
 # what the GPT-2 folder of --init-from decides, so a run must not also ask for it (dropout it may change)
 FROM_INIT = ("tokenizer", "vocab_size", "n_layer", "n_head", "n_embd", "bias", "pos", "norm", "tie_weights",
              "layer_norm_eps")
@@ -101,8 +104,8 @@ def check_init_from(cfg, given):
 
 def resumed_config(saved, cfg, given, out):
     """The config a resume runs: the checkpoint's (``saved``, a dict), with only the RESUMABLE fields in ``given``
-    taken from ``cfg``. A field in ``given`` outside RESUMABLE must equal the checkpoint's, else a ValueError
-    names every one that differs."""
+    taken from ``cfg``, and the LAUNCH fields always. A field in ``given`` outside both must equal the
+    checkpoint's, else a ValueError names every one that differs."""
     if not isinstance(saved, dict):
         raise ValueError(f"{out / 'latest'} has no training config (was it written by import-hf?): it cannot resume")
     fields = {f.name for f in dataclasses.fields(cfg)}
@@ -112,14 +115,16 @@ def resumed_config(saved, cfg, given, out):
     if "data" in given and cfg.data is not None:
         cfg = dataclasses.replace(cfg, data=os.path.abspath(cfg.data))  # the same file, named from another folder
     clashes = [f"{flag(name)} (the checkpoint has {getattr(base, name)!r}, this run asks for {getattr(cfg, name)!r})"
-               for name in sorted((given & fields) - set(RESUMABLE)) if getattr(cfg, name) != getattr(base, name)]
+               for name in sorted((given & fields) - set(RESUMABLE) - set(LAUNCH))
+               if getattr(cfg, name) != getattr(base, name)]
     if clashes:
         raise ValueError(f"--resume continues {out / 'latest'} with its own model, data and optimiser settings, "
                          f"and these options differ from them: {'; '.join(clashes)}. Leave them out, or start a "
                          f"new run in another --out")
     backend = cfg.backend if "backend" in given else os.environ.get("MINILM_BACKEND") or base.backend
     chosen = {name: getattr(cfg, name) for name in RESUMABLE if name in given}
-    return dataclasses.replace(base, **{**chosen, "backend": backend, "out": str(out), "resume": True})
+    launch = {name: getattr(cfg, name) for name in LAUNCH}
+    return dataclasses.replace(base, **{**chosen, **launch, "backend": backend, "out": str(out), "resume": True})
 
 
 def check_model_options(saved, model, given, out):

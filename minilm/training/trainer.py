@@ -31,7 +31,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from minilm.backend import asarray, backend_name, use_backend
+from minilm.backend import backend_name, use_backend
 from minilm.files.checkpoint import load_checkpoint, save_checkpoint
 from minilm.data import (BPETokenizer, CharTokenizer, WordPieceTokenizer, load_text, rng_from_state, split,
                          tokenizer_from_dict)
@@ -39,9 +39,9 @@ from minilm.files.hf import gpt2_tokenizer, load_gpt2
 from minilm.models import MODELS, expect_type, type_of_model
 from minilm.training.memory import check_memory
 from minilm.nn.attention import keep_attention_weights
-from minilm.nn.loss import CrossEntropyLoss
 from minilm.training.evaluation import estimate, estimate_loss, split_loss, split_scores  # noqa: F401
-from minilm.training.distributed import World, micro_batch_rows, micro_batches
+from minilm.training.distributed import World, micro_batch_rows, micro_batches, step_loss
+from minilm.training.overlap import GradientSum
 from minilm.training.objectives import OBJECTIVES, CausalLM, Classification, objective_for
 from minilm.optim import AdamW, clip_grad_norm, decay_groups
 # the run's configuration lives in training.config; these names are imported from here too
@@ -123,6 +123,7 @@ class Trainer:
                              f"{self.model.config.block_size}")
         self.optimizer = AdamW(decay_groups(self.model, cfg.weight_decay), lr=cfg.lr,
                                betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+        self.gradients = GradientSum(self.model, self.world, "overlap" if cfg.overlap else "flat")
         self.schedule = schedule_for(cfg, resumed, given, log)
         self.rng = np.random.default_rng(cfg.seed)  # training batches (and a masked LM's masks)
         self.eval_rng = np.random.default_rng(cfg.seed + 1)  # evaluation batches, apart so evals never shift training
@@ -248,25 +249,11 @@ class Trainer:
         # the global batch, the same on every rank (one seeded stream); this rank's micro-batches of it
         inputs, targets = self.objective.batch(self.train_data, cfg.batch_size, cfg.block_size, self.rng)
         pieces = micro_batches(inputs, targets, self.world, cfg.grad_accum)
-        counts = [int((asarray(y) != CrossEntropyLoss().ignore_index).sum()) for _, y in pieces]
-        total = self.world.sum(sum(counts))  # the global count of targets: the mean's divisor
-        self.model.zero_grad()
-        loss = 0.0
-        for (x, y), count in zip(pieces, counts):
-            criterion = CrossEntropyLoss()
-            piece_loss = float(criterion(self.model(*x), y))
-            if len(pieces) == 1 and self.world.size == 1:
-                loss = piece_loss  # the whole batch: its mean as CE gives it, not re-weighted
-            else:
-                loss += piece_loss * count
-            self.model.backward(criterion.backward(count / max(total, 1)))  # its share of the whole batch's mean
-        if len(pieces) > 1 or self.world.size > 1:
-            loss = self.world.sum(loss) / max(total, 1)
+        loss = step_loss(self.model, pieces, self.world, self.gradients)  # each .grad now Σ_ranks (overlapped)
         if not math.isfinite(loss):
             last = self.history[-1]["step"] if self.history else None
             raise RuntimeError(f"loss is {loss} at step {self.step}; nothing was saved for this step, the last "
                                f"good checkpoint is {self.out / 'latest'} (step {last})")
-        self.world.sum_gradients(self.model.parameters())
         if cfg.grad_clip > 0:
             clip_grad_norm(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
