@@ -144,8 +144,12 @@ def scatter_add(target, indices, values):
     """``target[indices[n]] += values[n]`` for every n, with repeated indices summed (in place).
 
     shapes: target (V, C); indices (N,) integers; values (N, C).
-    NumPy's ``np.add.at`` does this but is slow (a Python-level loop in C); here the rows are sorted by
-    index and each run of equal indices is summed with one ``np.add.reduceat``. CuPy has an atomic
+    As a product: target[u] += Σ_n S[u, n] values[n], with S the (U, N) one-hot matrix of the U distinct
+    indices (S[u, n] = 1 where indices[n] is the u-th of them): Sᵀ's rows are the one-hot ids, so this is
+    the embedding's dW = onehot(ids)ᵀ dy, touching only the rows that occur. NumPy's ``np.add.at`` does the
+    same with a Python-level loop in C (1 ms at the CPU preset); here S is a SciPy sparse matrix whose rows
+    are the runs of equal indices after a sort, and the product sums each run in C (50 µs, against 145 µs
+    for ``np.add.reduceat`` over the sorted rows: measured, benchmarks/RESULTS.md). CuPy has an atomic
     ``add.at`` for it, an atomic scatter-add kernel (so the order of the additions, and the last bits of a
     float32 sum, vary from run to run there).
     """
@@ -156,10 +160,15 @@ def scatter_add(target, indices, values):
         return target
     if indices.size == 0:
         return target
-    order = np.argsort(indices, kind="stable")  # (N,)
+    from scipy import sparse  # SciPy's own import takes ~0.1 s: paid at the first backward, not on import
+
+    order = np.argsort(indices, kind="stable")  # (N,) each run of equal indices keeps its rows' order
     sorted_ids = indices[order]  # (N,)
     run_starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])  # (U,) one per distinct id
-    target[sorted_ids[run_starts]] += np.add.reduceat(values[order], run_starts, axis=0)  # (U, C)
+    runs = sparse.csr_array((np.ones(order.size, dtype=values.dtype), order, np.r_[run_starts, order.size]),
+                            shape=(run_starts.size, order.size))  # (U, N) S: row u holds the u-th run's rows
+    sums = runs @ values.reshape(order.size, -1)  # (U, C): each distinct index's rows, summed
+    target[sorted_ids[run_starts]] += sums.reshape(run_starts.size, *target.shape[1:])
     return target
 
 

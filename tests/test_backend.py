@@ -83,6 +83,18 @@ def test_scatter_add_sums_repeated_indices(ids):
     np.testing.assert_allclose(to_numpy(target), expected, rtol=1e-14)
 
 
+@pytest.mark.parametrize("row_shape", [(), (3,), (2, 3)])
+def test_scatter_add_matches_add_at_for_any_row_shape_and_a_corpus_sized_batch(row_shape):
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 65, 768)  # the CPU preset's B·T ids over a character vocabulary: every id repeats
+    values = rng.standard_normal((768, *row_shape))
+    expected = rng.standard_normal((70, *row_shape))  # rows 65..69 never occur and must keep their values
+    target = asarray(expected.copy())
+    np.add.at(expected, ids, values)
+    backend.scatter_add(target, asarray(ids), asarray(values))
+    np.testing.assert_allclose(to_numpy(target), expected, rtol=1e-12, atol=1e-12)
+
+
 def test_scatter_add_with_no_indices_changes_nothing():
     target = asarray(np.ones((4, 2)))
     backend.scatter_add(target, asarray(np.zeros(0, dtype=np.int64)), asarray(np.zeros((0, 2))))
