@@ -87,19 +87,22 @@ class LayerNorm(Module):
         return y  # (B, T, C)
 
     def backward(self, dy):
-        xhat, rstd = self.xhat, self.rstd
+        xhat, rstd, w = self.xhat, self.rstd, self.weight.data
+        C = self.normalized_shape
         # forward: y = w ⊙ xhat + b
         scratch = dy * xhat  # (B, T, C) one buffer for the products below, instead of a temporary each
         self.weight.accumulate(_sum_leading(scratch))  # (C,)
         self.bias.accumulate(_sum_leading(dy))  # (C,)
-        dxhat = dy * self.weight.data  # (B, T, C) becomes dx, in place
         # forward: xhat = (x - mu) · rstd, with mu and rstd themselves functions of x (collapsed):
         # the normalisation undoes a shift of the whole row (hence - mean(dxhat)) and, up to eps, a
         # stretch of it along xhat (hence - xhat ⊙ mean(dxhat ⊙ xhat)): those parts of dxhat never reach x.
-        dxhat_mean = _mean_last(dxhat)  # (B, T, 1)
-        dxhat_xhat_mean = _mean_last(xp.multiply(dxhat, xhat, out=scratch))  # (B, T, 1)
-        # dx = (dxhat - mean(dxhat) - xhat ⊙ mean(dxhat ⊙ xhat)) · rstd, in place in dxhat
-        dx = dxhat
+        # With dxhat = dy ⊙ w both means are row-vector products with w, (..., C) @ (C,), through BLAS:
+        # mean(dxhat) = (dy · w) / C and mean(dxhat ⊙ xhat) = ((dy ⊙ xhat) · w) / C, so neither needs
+        # dxhat itself, nor a pass of its own over (B, T, C).
+        dxhat_mean = (dy @ w)[..., None] / C  # (B, T, 1)
+        dxhat_xhat_mean = (scratch @ w)[..., None] / C  # (B, T, 1)
+        # dx = (dxhat - mean(dxhat) - xhat ⊙ mean(dxhat ⊙ xhat)) · rstd, in place in dxhat's buffer
+        dx = dy * w  # (B, T, C) dxhat
         dx -= dxhat_mean
         dx -= xp.multiply(xhat, dxhat_xhat_mean, out=scratch)
         dx *= rstd
