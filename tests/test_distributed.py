@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from minilm.training.config import preset_for, with_changes
+from minilm.files.checkpoint import load_checkpoint
 from minilm.training.distributed import World, micro_batch_rows
 from minilm.training.overlap import GradientSum
 from minilm.training.trainer import Trainer
@@ -26,16 +27,21 @@ RUN = textwrap.dedent("""
     import numpy as np
     from minilm.backend import to_numpy
     from minilm.training.config import preset_for, with_changes
+    from minilm.files.checkpoint import load_checkpoint
     from minilm.training.trainer import Trainer
+    from minilm.training.zero import state_bytes
 
     model_type, out, changes = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     cfg, shape = with_changes(preset_for(model_type), out=out, **{{**{TINY}, **changes}})
     trainer = Trainer(cfg, shape, log=lambda *_: None)
     trainer.model.to("float64")  # weights and gradients; the optimiser's moments follow them
+    if cfg.resume:  # the checkpoint's float64 weights and moments again, now that the model holds float64
+        trainer._restore(load_checkpoint(trainer.out / "latest"))
     trainer.train()
     if trainer.world.rank == 0:
         np.savez(out + ".npz", **{{k: to_numpy(v) for k, v in trainer.model.state_dict().items()}})
-    print("world", trainer.world.size, "rank", trainer.world.rank, "loss", trainer.history[-1]["train"])
+    print("world", trainer.world.size, "rank", trainer.world.rank, "loss", trainer.history[-1]["train"],
+          "state_bytes", state_bytes(trainer.optimizer))
 """)
 
 
@@ -68,6 +74,45 @@ def test_two_ranks_overlapped_or_not_and_micro_batches_give_the_update_of_one_pr
     assert relative_gap(one, two) < 1e-10
     assert relative_gap(one, two_accumulated) < 1e-10
     assert one["wte.weight" if model_type == "gpt" else "embeddings.wte.weight"].dtype == np.float64  # float64 really
+
+
+def state_bytes_by_rank(said):
+    """{rank: optimiser state bytes} from the lines the script prints."""
+    return {int(words[3]): int(words[-1]) for words in (line.split() for line in said.splitlines())
+            if words and words[0] == "world"}
+
+
+def test_zero1_gives_the_unsharded_weights_with_half_the_optimiser_state_on_each_rank(tmp_path):
+    one, said_one = run(tmp_path, "gpt", "one")
+    zero, said = run(tmp_path, "gpt", "zero", ranks=2, zero1=True)
+    zero_accumulated, _ = run(tmp_path, "gpt", "zero-accum", ranks=2, zero1=True, grad_accum=2)
+    assert relative_gap(one, zero) < 1e-10
+    assert relative_gap(one, zero_accumulated) < 1e-10
+    whole, shards = state_bytes_by_rank(said_one)[0], state_bytes_by_rank(said)
+    assert sorted(shards) == [0, 1] and sum(shards.values()) == whole  # the slices cut the state, all of it
+    assert all(abs(part / whole - 1 / 2) < 0.01 for part in shards.values())  # 1/N, to the padding of one slice
+
+
+@pytest.mark.parametrize("first, then", [(2, 1), (1, 2)])
+def test_a_run_saved_on_some_ranks_resumes_on_another_number_as_if_never_stopped(tmp_path, first, then):
+    """The checkpoint holds the whole optimiser state whatever wrote it (2 ranks under --zero1 gather it to rank
+    0) and the global batches come from one stream whatever N is, so 2 -> 1 and 1 -> 2 ranks (the 2 sharded)
+    end where one uninterrupted process does."""
+    steps = dict(eval_interval=10, lr_decay_iters=20)  # one schedule for all: not max_iters of the first run
+    straight, _ = run(tmp_path, "gpt", "straight", **steps)
+    run(tmp_path, "gpt", "stopped", ranks=first, zero1=first > 1, max_iters=10, **steps)
+    arrays, meta = load_checkpoint(tmp_path / "stopped" / "latest").optimizer_state
+    shapes = {tuple(a.shape) for a in arrays.values()}
+    assert len(arrays) == 2 * (len(straight) - 1) and (16, 16) in shapes  # m and v of every parameter but the tie
+    assert {entry["step"] for entry in meta["state"].values()} == {10}
+    resumed, _ = run(tmp_path, "gpt", "stopped", ranks=then, zero1=then > 1, resume=True, **steps)
+    assert relative_gap(straight, resumed) < 1e-10
+
+
+def test_zero1_without_ranks_to_shard_over_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match=r"--zero1 shards the optimiser's state over the ranks .* has 1 process"):
+        Trainer(*with_changes(preset_for("gpt"), out=str(tmp_path), zero1=True, **TINY), log=lambda *_: None)
+    assert not (tmp_path / "latest").exists()
 
 
 def test_a_batch_that_does_not_split_evenly_is_refused_naming_the_sizes(tmp_path):

@@ -9,7 +9,7 @@ finetune.py    the FineTuner: the Trainer on a labelled task; heads.py  an encod
 baselines.py   chance, majority and bag-of-words accuracy beside a classifier's
 sampling.py    temperature, top-k and top-p sampling over a key/value cache
 distributed.py data parallelism under mpiexec: each rank a shard of every batch, the gradients summed over ranks;
-               overlap.py  those sums started block by block as the backward goes
+               overlap.py  those sums started block by block as the backward goes; zero.py  AdamW's state sharded
 
 May import: minilm.backend, minilm.atomic, minilm.nn, minilm.models, minilm.optim, minilm.data, minilm.files.
 """

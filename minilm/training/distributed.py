@@ -8,15 +8,26 @@
 
 So the gradient is the whole batch's mean-loss gradient whatever N and grad_accum: a masked LM's or a
 padded batch's uneven counts are weighted by their share, not averaged per rank. Every rank then clips and
-steps AdamW on the same g from the same weights, so the weights stay equal without being sent.
+steps AdamW on the same g from the same weights, so the weights stay equal without being sent; with --zero1
+each rank steps only its slice of the weights and they are all-gathered after (zero.py).
 
 The engine is MPI through mpi4py (`pip install "minilm[distributed]"`, then `mpiexec -n 2 minilm train ...`),
 found from the launcher's environment: a process not started by mpiexec never imports mpi4py. Gradients are
 summed through flat host buffers, so the same code serves either backend's arrays (NCCL on the GPU is not built
 yet): by default one bucket per block, each started (Iallreduce) as that block's backward ends and all waited
 for before clipping (overlap.py); with --no-overlap one Allreduce after the backward. Under --grad-accum only
-the last micro-batch's backward sends: the earlier ones accumulate locally. Rank 0 alone logs and writes checkpoints; every rank evaluates (the same
-batches, the same weights, the same figures).
+the last micro-batch's backward sends: the earlier ones accumulate locally. Rank 0 alone logs and writes
+checkpoints; every rank evaluates (the same batches, the same weights, the same figures).
+
+Resuming on another number of ranks: nothing a checkpoint holds depends on N. The global batches come from one
+stream drawn whole on every rank and cut into rows afterwards, the update is the whole batch's, and the
+optimiser state is saved whole (under --zero1 gathered to rank 0 first) in AdamW's own format. So a run saved
+on N ranks continues on M, sharded or not, as the uninterrupted run would, to rounding (the sums over ranks
+group the same numbers differently); B must split into M x grad_accum micro-batches, else the start names the
+sizes. How the work is spread (--overlap, --zero1) belongs to the launch and is never read from the
+checkpoint. Dropout is the exception: each rank draws masks for its own rows from its own copy of the dropout
+generators (all seeded alike), and a checkpoint keeps rank 0's, so with dropout the masks depend on N and a
+resume on another N continues the run in distribution, not bit for bit.
 ref: Li et al. 2020, "PyTorch Distributed: Experiences on Accelerating Data Parallel Training" (DDP);
      llm.c's train_gpt2.cu (MPI + NCCL); nanoGPT's gradient_accumulation_steps.
 """
@@ -92,6 +103,28 @@ class World:
             for g in grads if request is not None else ():
                 g[...] = asarray(flat[start:start + g.size].reshape(g.shape))
                 start += g.size
+
+    def reduce_scatter(self, flat):
+        """This rank's slice r of Σ_ranks ``flat`` (a host array of N·S numbers): (S,) (MPI Reduce_scatter_block)."""
+        part = np.empty(flat.size // self.size, dtype=flat.dtype)
+        self.comm.Reduce_scatter_block(flat, part, op=self._mpi().SUM)
+        return part
+
+    def all_gather(self, part):
+        """Every rank's ``part`` (a host array of S numbers), joined in rank order: (N·S,) on every rank."""
+        whole = np.empty(part.size * self.size, dtype=part.dtype)
+        self.comm.Allgather(part, whole)
+        return whole
+
+    def gather(self, part):
+        """all_gather's result on rank 0 alone (None on the others): what only the checkpoint writer needs."""
+        whole = np.empty(part.size * self.size, dtype=part.dtype) if self.rank == 0 else None
+        self.comm.Gather(part, whole, root=0)
+        return whole
+
+    def gather_objects(self, value):
+        """[every rank's ``value``] (small, JSON-able) on rank 0; None on the others."""
+        return self.comm.gather(value, root=0)
 
     def agree(self, facts, what):
         """ValueError on every rank unless every rank holds the same ``facts`` (a JSON-able dict): the ranks

@@ -6,7 +6,7 @@
                                                            masked LM: random windows of T tokens, 15% masked
         loss = CE(model(*inputs), y)                       (in grad_accum micro-batches, and over ranks under
         model.zero_grad(); model.backward(CE.backward())    mpiexec: distributed.py; every gradient by hand)
-        clip_grad_norm(params, grad_clip); optimizer.step()
+        clip_grad_norm(params, grad_clip); optimizer.step()   (--zero1: each rank steps its slice, zero.py)
         every eval_interval steps: estimate train and val loss, save OUT/best (when val improves), then OUT/latest
 
 Checkpoints hold the model, the optimiser, the tokenizer and the train state (step, both random
@@ -14,7 +14,8 @@ generators, best val loss, loss history, the resolved learning-rate schedule and
 so ``--resume`` continues exactly where the last save left off: an interrupted run and an uninterrupted one
 end with the same weights (the masks of a masked LM are drawn from the batch generator, so they resume too).
 A resume takes everything that defines the run from the checkpoint and may change only RESUMABLE
-(DESIGN.md); the schedule recorded at the first save is kept unless --lr-decay-iters asks for another.
+(DESIGN.md); the schedule recorded at the first save is kept unless --lr-decay-iters asks for another. A resume
+may run on another number of ranks (distributed.py says what that keeps).
 The model type comes from the model config given, else the objective's (clm: gpt, mlm: bert); the model is
 built through the registry (minilm.models.MODELS), and a resume refuses a checkpoint of another type or
 objective (config.json's "train" section records it). The FineTuner (finetune.py) is this Trainer with a
@@ -42,6 +43,7 @@ from minilm.nn.attention import keep_attention_weights
 from minilm.training.evaluation import estimate, estimate_loss, split_loss, split_scores  # noqa: F401
 from minilm.training.distributed import World, micro_batch_rows, micro_batches, step_loss
 from minilm.training.overlap import GradientSum
+from minilm.training.zero import ZeroAdamW
 from minilm.training.objectives import OBJECTIVES, CausalLM, Classification, objective_for
 from minilm.optim import AdamW, clip_grad_norm, decay_groups
 # the run's configuration lives in training.config; these names are imported from here too
@@ -121,9 +123,11 @@ class Trainer:
         if cfg.block_size > self.model.config.block_size:
             raise ValueError(f"block_size {cfg.block_size} exceeds the model's context of "
                              f"{self.model.config.block_size}")
-        self.optimizer = AdamW(decay_groups(self.model, cfg.weight_decay), lr=cfg.lr,
-                               betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
-        self.gradients = GradientSum(self.model, self.world, "overlap" if cfg.overlap else "flat")
+        hyper = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+        groups = decay_groups(self.model, cfg.weight_decay)
+        self.optimizer = ZeroAdamW(self.world, groups, **hyper) if cfg.zero1 else AdamW(groups, **hyper)
+        how = None if cfg.zero1 else "overlap" if cfg.overlap else "flat"  # ZeRO-1 sums in its step (reduce-scatter)
+        self.gradients = GradientSum(self.model, self.world, how)
         self.schedule = schedule_for(cfg, resumed, given, log)
         self.rng = np.random.default_rng(cfg.seed)  # training batches (and a masked LM's masks)
         self.eval_rng = np.random.default_rng(cfg.seed + 1)  # evaluation batches, apart so evals never shift training
@@ -212,13 +216,14 @@ class Trainer:
         self.log(f"resumed from {self.out / 'latest'} at step {self.step}")
 
     def save(self, name):
+        optimizer_state = self.optimizer.state_dict()  # under --zero1 every rank sends rank 0 its slice
         if self.world.rank != 0:  # every rank holds the same weights: one writer
             return
         schedule = {**dataclasses.asdict(self.schedule), "decay": self.schedule.decay}
         save_checkpoint(self.out / name, self.model.state_dict(),
                         {"model_type": type_of_model(self.model), "model": dataclasses.asdict(self.model.config),
                          "train": {**_plain(self.cfg), "objective": self.objective.name}},
-                        tokenizer=self.tokenizer.to_dict(), optimizer_state=self.optimizer.state_dict(),
+                        tokenizer=self.tokenizer.to_dict(), optimizer_state=optimizer_state,
                         train_state={"step": self.step, "best_val_loss": self.best_val, "history": self.history,
                                      "rng": self.rng.bit_generator.state, "eval_rng": self.eval_rng.bit_generator.state,
                                      "dropout_rngs": dropout_states(self.model), "schedule": schedule,
@@ -254,9 +259,12 @@ class Trainer:
             last = self.history[-1]["step"] if self.history else None
             raise RuntimeError(f"loss is {loss} at step {self.step}; nothing was saved for this step, the last "
                                f"good checkpoint is {self.out / 'latest'} (step {last})")
-        if cfg.grad_clip > 0:
-            clip_grad_norm(self.model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
+        if cfg.zero1:  # reduce-scatter, clip by the global norm, AdamW on this rank's slice, all-gather
+            self.optimizer.step(cfg.grad_clip)
+        else:
+            if cfg.grad_clip > 0:
+                clip_grad_norm(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
         self.step += 1
         return loss
 
