@@ -1,14 +1,19 @@
 """Data parallelism (minilm.training.distributed): N ranks at B/N rows, or grad_accum micro-batches, give the
 update of one process at the whole batch B. In float64 with dropout off the weights after 20 AdamW steps agree
 to 1e-10 relative, for a GPT (every target counted) and a masked LM (each piece counts its own masked tokens,
-so uneven shares are weighted by their count). The two-rank runs go through `mpiexec -n 2` on CI's two cores."""
+so uneven shares are weighted by their count), with the all-reduce overlapped with the backward or not, and
+under ZeRO-1 (each rank holding half the optimiser state). A run saved on 2 ranks resumes on 1 and the other
+way round; a rank killed mid-run ends the job instead of hanging. The two-rank runs go through `mpiexec -n 2`
+on CI's two cores."""
 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -197,3 +202,57 @@ def test_each_bucket_is_sent_once_a_step_after_its_last_gradient_is_written(tmp_
     assert sorted(sent) == sorted(id(p) for p in trainer.model.parameters())
     assert world.changed_after_sending == []
     assert all(vars(block).get("backward") is None for _, block in trainer.gradients.blocks)  # unhooked after
+
+
+KEEPS_TRAINING = textwrap.dedent("""
+    import os, pathlib, sys
+    from minilm.cli import main
+    folder = pathlib.Path(sys.argv[1])
+    (folder / f"pid-{os.environ['PMI_RANK']}").write_text(str(os.getpid()))
+    sys.exit(main(["train", "--out", str(folder / "out"), "--max-iters", "100000", "--eval-interval", "5",
+                   "--eval-iters", "1", "--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--block-size", "16",
+                   "--batch-size", "4", "--sample-tokens", "0"]))
+""")
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_rank_killed_mid_run_ends_the_job_naming_the_signal_and_its_last_checkpoint_resumes(tmp_path):
+    """kill -9 of rank 1 while both train: the launcher ends the job (rank 0, waiting in a collective for it, is
+    stopped too, not left hanging) and says which process died and how; the checkpoint rank 0 wrote last
+    still loads, and a resume on one process continues it."""
+    (tmp_path / "keeps_training.py").write_text(KEEPS_TRAINING)
+    job = subprocess.Popen([shutil.which("mpiexec"), "-n", "2", sys.executable, str(tmp_path / "keeps_training.py"),
+                            str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = tmp_path / "out"
+    deadline = time.time() + 120
+    while not (out / "latest").is_dir() and job.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert job.poll() is None, job.communicate()[0][-2000:]
+    ranks = [int((tmp_path / f"pid-{rank}").read_text()) for rank in (0, 1)]
+    time.sleep(0.5)  # into the steps after the first checkpoint
+    killed = time.time()
+    os.kill(ranks[1], signal.SIGKILL)
+    try:
+        said, _ = job.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        job.kill()
+        pytest.fail(f"the job still ran 60 s after rank 1 was killed: {job.communicate()[0][-2000:]}")
+    assert job.returncode != 0 and time.time() - killed < 60
+    assert "signal 9" in said, said[-2000:]  # MPICH: "Killed (signal 9)"; Open MPI: "exited on signal 9"
+    deadline = time.time() + 10
+    while alive(ranks[0]) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not alive(ranks[0])  # no rank left behind
+    folder = out / "latest" if (out / "latest").is_dir() else out / "latest.previous"  # killed mid-save: the old
+    step = load_checkpoint(folder).train_state["step"]
+    resumed = subprocess.run([sys.executable, "-m", "minilm.cli", "train", "--out", str(out), "--resume",
+                              "--max-iters", str(step + 2)], capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert load_checkpoint(out / "latest").train_state["step"] == step + 2
