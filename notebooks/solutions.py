@@ -389,3 +389,20 @@ def mean_pool(hidden, mask):
     m = np.asarray(mask, dtype=hidden.dtype)[..., None]  # (N, T, 1) 1 at a real token ([CLS] and [SEP] too), 0 at [PAD]
     v = (hidden * m).sum(axis=1) / m.sum(axis=1)  # (N, C) the mean over the real tokens: [PAD]'s states left out
     return v / np.linalg.norm(v, axis=1, keepdims=True)  # (N, C) unit rows, so e_i · e_j is the cosine
+
+
+# notebook 22: the whole batch's mean-loss gradient from each shard's, each weighted by its share of the targets
+def combine_shard_gradients(grads, counts):
+    total = sum(counts)  # N = Σ_s N_s: the whole batch's counted targets, the mean's divisor
+    # forward: L = (1/N) Σ_i ℓ_i = Σ_s (N_s / N) L_s, and the gradient is linear: the same weights on the ∇L_s
+    return {name: sum(count / total * g[name] for g, count in zip(grads, counts)) for name in grads[0]}
+
+
+# notebook 22: step k of ring all-reduce's reduce-scatter (chunks[r][c] is rank r's chunk c)
+def reduce_scatter_step(chunks, k):
+    p = len(chunks)
+    new = [list(held) for held in chunks]  # every rank sends what it held before the step
+    for r in range(p):
+        c, to = (r - k) % p, (r + 1) % p  # the chunk rank r has summed k + 1 ranks' shares of, and its receiver
+        new[to][c] = chunks[to][c] + chunks[r][c]  # the receiver adds it to its own share of that chunk
+    return new
