@@ -245,27 +245,36 @@ def erf(x):
     return scipy_erf(x)
 
 
-M_TOP_PAD = -2  # glibc's mallopt parameter number (malloc.h)
+M_TOP_PAD = -2  # glibc's mallopt parameter numbers (malloc.h)
+M_MMAP_THRESHOLD = -3
 HEAP_TOP_PAD = 64 << 20  # bytes of freed memory glibc may keep at the top of its heap
+MMAP_THRESHOLD = 32 << 20  # the largest block served from the heap: glibc's own ceiling for it on 64-bit
 heap_padded = False  # whether keep_freed_heap() has set the pad in this process
 
 
 def keep_freed_heap():
-    """Ask glibc's malloc to keep up to 64 MB of freed memory at the top of its heap (mallopt M_TOP_PAD).
+    """Ask glibc's malloc to keep up to 64 MB of freed memory at the top of its heap (mallopt M_TOP_PAD), and
+    to serve blocks up to 32 MB from that heap (M_MMAP_THRESHOLD).
 
     Why: a training step frees and allocates the same arrays (hundreds of KB to MBs each) every step. CuPy
     keeps freed GPU memory in a pool for the next step; glibc, under NumPy, hands freed memory at the top of
     its heap back to the OS, and the next step's arrays fault every page in again: measured 2,000 to 10,000
     page faults per step of the CPU preset, 10 to 30 % of its time on a 2-core VM. With the pad, the heap
-    keeps those pages. Nothing is done off glibc (macOS, Windows, musl), or when the user chose a pad
-    (MALLOC_TOP_PAD_, or glibc.malloc.top_pad in GLIBC_TUNABLES): their setting stands. Returns True if set.
+    keeps those pages. The threshold is set with it because any mallopt freezes glibc's sliding one at its
+    start, 128 KB: every larger array would then get a fresh mmap, faulted in page by page and unmapped
+    when freed (measured: 110,000 faults per step at the GPU preset's shape on the CPU, against 177 with
+    both set); 32 MB is where glibc's own sliding threshold stops. Nothing is done off glibc (macOS,
+    Windows, musl), or when the user chose a pad or a threshold (MALLOC_TOP_PAD_, MALLOC_MMAP_THRESHOLD_, or
+    their names in GLIBC_TUNABLES): their setting stands. Returns True if set.
 
     Opt-in, never done on import: it changes malloc for the whole process, which a library must not do to the
     program that imports it. The `minilm` command and the benchmarks own their process and call it first; a
     training script of your own may call it too (``minilm.backend.keep_freed_heap()``).
     """
     global heap_padded
-    if "MALLOC_TOP_PAD_" in os.environ or "glibc.malloc.top_pad" in os.environ.get("GLIBC_TUNABLES", ""):
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if {"MALLOC_TOP_PAD_", "MALLOC_MMAP_THRESHOLD_"} & set(os.environ) or "top_pad" in tunables \
+            or "mmap_threshold" in tunables:
         return False
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return False
@@ -274,7 +283,7 @@ def keep_freed_heap():
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    heap_padded = mallopt(M_TOP_PAD, HEAP_TOP_PAD) == 1
+    heap_padded = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TOP_PAD, HEAP_TOP_PAD) == 1
     return heap_padded
 
 
