@@ -3,6 +3,7 @@
     python benchmarks/bench_layers.py                       # every layer, the environment as configured
     python benchmarks/bench_layers.py --openblas autodetect # OPENBLAS_CORETYPE removed in the workers
     python benchmarks/bench_layers.py --only gelu,layernorm --threads 1
+    python benchmarks/bench_layers.py --floor               # the element-wise layers against their memory floor
 
 Shapes (minilm.training.trainer.PRESETS["cpu"]): B 12, T 64, C 128, H 4, hs 32, V 65, L 4, no biases. Each case times
 one forward and its backward (gradients reset first, as a training step does); "calls/step" is how often a
@@ -13,6 +14,17 @@ a masked softmax, nanoGPT's CausalSelfAttention (fused c_attn, F.scaled_dot_prod
 F.cross_entropy, nn.Embedding and torch.optim.AdamW (the implementation torch picks). softmax_mask on minilm's
 side is the lines of scaled_dot_product_attention around its softmax and the dS line of its backward. Each
 side runs in its own worker process, alternating turns, the same thread count on both (see bench_step.py).
+
+The memory floor (--floor) of an element-wise layer is the time of the full passes over its largest array that
+its formula cannot avoid, forward + backward, as one fused kernel would make them: a pass reads or writes the
+whole array once, and the floor is passes / 3 times the time of one NumPy add of that shape (an add reads two
+arrays and writes one; its output preallocated, so no page is faulted in). The passes counted (FLOOR):
+    layernorm      (B, T, C)     5   forward reads x, writes y; backward reads dy and x, writes dx (dw, db in it)
+    gelu           (B, T, 4C)    5   the same: x -> y; x, dy -> dx
+    softmax_mask   (B, H, T, T)  5   S -> A (the mask is a comparison of indices, never read); A, dA -> dS
+    cross_entropy  (B, T, V)     3   forward reads the logits; backward reads them again, writes dlogits
+    embedding      (B, T, C)     3   forward reads the B·T rows, writes them; backward reads dy (dW is V x C, in cache)
+Both sides are reported against the same NumPy floor, measured in the minilm worker.
 """
 
 import argparse
@@ -26,6 +38,9 @@ from bench_step import CHAR_VOCAB, Worker, alternate, cpu_model, ready, serve
 
 B, T, C, H, L, V = 12, 64, 128, 4, 4, CHAR_VOCAB
 hs = C // H
+# --shape gpu: the GPU preset's model and batch (B 64, T 256, C 384, H 6, L 6) on the CPU, where every array
+# outgrows the caches and the memory floor is memory's; at the CPU preset's shape each array fits in L2
+SHAPES = {"cpu": (12, 64, 128, 4, 4), "gpu": (64, 256, 384, 6, 6)}
 # name -> (calls per training step, what it is)
 CASES = {
     "linear_fc": (L, "Linear C -> 4C (mlp.c_fc)"),
@@ -42,6 +57,31 @@ CASES = {
     "clip": (1, "clip_grad_norm, every gradient of the model"),
     "matmuls": (1, "every matmul of a step, plain arrays"),
 }
+# the memory floor: layer -> (the shape its passes run over, full passes forward + backward) (module docstring)
+FLOOR_SHAPES = {}
+
+
+def use_shape(name):
+    """Set the module's B, T, C, H, L (and hs, FLOOR_SHAPES) to SHAPES[name], before any case is built."""
+    global B, T, C, H, L, hs
+    B, T, C, H, L = SHAPES[name]
+    hs = C // H
+    FLOOR_SHAPES.update(btc=(B, T, C), bt4c=(B, T, 4 * C), bhtt=(B, H, T, T), btv=(B, T, V))
+
+
+use_shape("cpu")
+FLOOR = {"layernorm": ("btc", 5), "gelu": ("bt4c", 5), "softmax_mask": ("bhtt", 5), "cross_entropy": ("btv", 3),
+         "embedding": ("btc", 3)}
+
+
+def add_cases():
+    """"add_<shape>": one NumPy add of arrays of that shape into a preallocated output (three passes)."""
+    rng = np.random.default_rng(1)
+    cases = {}
+    for key, shape in FLOOR_SHAPES.items():
+        a, b, out = (rng.standard_normal(shape).astype(np.float32) for _ in range(3))
+        cases["add_" + key] = lambda _, a=a, b=b, out=out: np.add(a, b, out=out)
+    return cases
 
 
 def step_matmuls(mm, t, rng_normal):
@@ -133,7 +173,7 @@ def minilm_cases():
     cases["adamw"] = lambda _: optimizer.step()
     cases["clip"] = lambda _: clip_grad_norm(model.parameters(), 1e9)  # the norm, never a rescale
     cases["matmuls"] = step_matmuls(lambda a, b: a @ b, lambda a: a.swapaxes(-1, -2), randn)
-    return cases
+    return {**cases, **add_cases()}
 
 
 def torch_cases():
@@ -195,7 +235,7 @@ def torch_cases():
     cases["adamw"] = lambda _: optimizer.step()
     cases["clip"] = lambda _: torch.nn.utils.clip_grad_norm_(params, 1e9)
     cases["matmuls"] = step_matmuls(torch.matmul, lambda a: a.transpose(-1, -2), lambda *s: torch.randn(*s))
-    return cases
+    return {**cases, **add_cases()}  # the floor is timed on the minilm side; these keep the protocol symmetric
 
 
 def worker(args):
@@ -214,22 +254,42 @@ def worker(args):
     serve(cases, lambda: None, lambda: 0)
 
 
+def print_floor(medians, sides):
+    """Each element-wise layer's time against its memory floor (module docstring), both sides on the same floor."""
+    print("\n| layer | array | passes | floor µs | " + " | ".join(f"{s} µs | {s} / floor" for s in sides) + " |")
+    print("|---|---|---|---|" + "---|---|" * len(sides))
+    for name, (key, passes) in FLOOR.items():
+        if name not in medians:
+            continue
+        floor = passes / 3 * medians["add_" + key]["minilm"]
+        print(f"| {name} | {FLOOR_SHAPES[key]} | {passes} | {floor:,.1f} | "
+              + " | ".join(f"{medians[name][s]:,.0f} | {medians[name][s] / floor:.2f}" for s in sides) + " |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=None, help="comma-separated cases, from " + ", ".join(CASES))
     parser.add_argument("--openblas", choices=["configured", "autodetect"], default="configured")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for both sides (default: OPENBLAS_NUM_THREADS if set, else the usable cores)")
+    parser.add_argument("--floor", action="store_true",
+                        help="the element-wise layers only, each against its memory floor (module docstring)")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="cpu",
+                        help="the CPU preset's shapes (default) or the GPU preset's, run on the CPU")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per turn")
     parser.add_argument("--sides", default="minilm,torch", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=["minilm", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.threads = args.threads or int(os.environ.get("OPENBLAS_NUM_THREADS", 0)) or len(os.sched_getaffinity(0))
-    args.names = args.only.split(",") if args.only else list(CASES)
-    unknown = sorted(set(args.names) - set(CASES))
+    args.names = args.only.split(",") if args.only else list(FLOOR) if args.floor else list(CASES)
+    if args.floor:
+        args.names = [name for name in args.names if name in FLOOR]
+        args.names += sorted({"add_" + FLOOR[name][0] for name in args.names})
+    unknown = sorted(set(args.names) - set(CASES) - {"add_" + key for key in FLOOR_SHAPES})
     if unknown:
         parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    use_shape(args.shape)
     if args.worker:
         return worker(args)
 
@@ -238,7 +298,8 @@ def main():
         env.pop("OPENBLAS_CORETYPE", None)
     sides = args.sides.split(",")
     workers = {side: Worker([sys.executable, __file__, "--worker", side, "--threads", str(args.threads),
-                             "--only", ",".join(args.names)], env) for side in sides}
+                             "--shape", args.shape, "--only", ",".join(args.names)], env) for side in sides}
+    print(f"shape: {args.shape} preset's, B {B}, T {T}, C {C}, H {H}, L {L}, V {V}")
     print(f"machine: {cpu_model()}, {len(os.sched_getaffinity(0))} usable cores; threads per side: {args.threads}; "
           f"load average {os.getloadavg()[0]:.2f}")
     core = workers["minilm"].info["openblas_core"] if "minilm" in workers else None
@@ -247,15 +308,23 @@ def main():
     print("| case | calls/step | " + " | ".join(f"{s} µs" for s in sides) + " | ratio | "
           + " | ".join(f"{s} ms/step" for s in sides) + " |")
     print("|---|---|" + "---|" * (2 * len(sides) + 1))
+    medians = {}
     for name in args.names:
         times = alternate(workers, name, args.rounds, args.repeats)
-        us = {side: 1e6 * statistics.median(times[side]) for side in sides}
+        us = medians[name] = {side: 1e6 * statistics.median(times[side]) for side in sides}
+        if name.startswith("add_"):
+            print(f"| {name}: one NumPy add, {FLOOR_SHAPES[name[4:]]} | - | "
+                  + " | ".join(f"{us[s]:,.1f}" for s in sides)
+                  + " | - |" + " - |" * len(sides), flush=True)
+            continue
         calls = CASES[name][0]
         ratio = f"{us['minilm'] / us['torch']:.2f}" if len(sides) == 2 else "-"
         print(f"| {name}: {CASES[name][1]} | {calls} | " + " | ".join(f"{us[s]:,.0f}" for s in sides)
               + f" | {ratio} | " + " | ".join(f"{us[s] * calls / 1e3:.2f}" for s in sides) + " |", flush=True)
     for w in workers.values():
         w.close()
+    if args.floor:
+        print_floor(medians, sides)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
