@@ -51,7 +51,7 @@ class GradientSum:
             for param_name, param in module.named_parameters():
                 if "." not in param_name:  # held by this module itself, not by one of its children
                     holders.setdefault(id(param), set()).add(block)
-        self.blocks = [(name, block) for name, block in found]
+        self.blocks = found  # (name, block), in registration order
         self.buckets = {name: [p for p in block.parameters() if holders[id(p)] == {name}] for name, block in found}
         bucketed = {id(p) for bucket in self.buckets.values() for p in bucket}
         self.rest = [p for p in model.parameters() if id(p) not in bucketed]
