@@ -256,3 +256,21 @@ def test_a_rank_killed_mid_run_ends_the_job_naming_the_signal_and_its_last_check
                               "--max-iters", str(step + 2)], capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert load_checkpoint(out / "latest").train_state["step"] == step + 2
+
+
+def test_a_step_without_gradients_sends_nothing_and_does_not_fail():
+    """A model whose every parameter is frozen (no .grad) has nothing to sum: no message, and no error from
+    concatenating an empty list of gradients."""
+    from minilm.nn.module import Parameter
+
+    class TwoRanks:  # a communicator whose collectives must not be reached
+        def Get_rank(self):
+            return 0
+
+        def Get_size(self):
+            return 2
+
+        def Allreduce(self, *args, **kwargs):
+            raise AssertionError("an all-reduce was sent with no gradient to sum")
+
+    World(TwoRanks()).sum_gradients([Parameter(np.zeros(3)), Parameter(np.ones((2, 2)))])

@@ -33,7 +33,7 @@ class TrainConfig:
     batch_size: int = 12  # sequences per step B
     grad_accum: int = 1  # micro-batches per step: B split in this many, their gradients summed (nanoGPT's)
     overlap: bool = True  # under mpiexec: sum each block's gradients over ranks as its backward ends, not all after
-    zero1: bool = False  # under mpiexec: shard AdamW's moments over the ranks (ZeRO-1), each holding 1/N of them
+    zero1: bool = False  # under mpiexec: shard AdamW's moments over the ranks, 1/N each (ZeRO-1; never overlapped)
     max_iters: int = 2000  # optimiser steps
     lr: float = 1e-3  # peak learning rate, reached after warmup
     min_lr: float = 1e-4  # the cosine's floor, lr / 10 as nanoGPT

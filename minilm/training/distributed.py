@@ -77,6 +77,8 @@ class World:
         if self.comm is None:
             return
         grads = [p.grad for p in params if p.grad is not None]
+        if not grads:  # nothing computed a gradient (a frozen model): nothing to sum, on every rank alike
+            return
         flat = np.concatenate([to_numpy(g).ravel() for g in grads])  # one message, not one per tensor
         self.comm.Allreduce(self._mpi().IN_PLACE, flat, op=self._mpi().SUM)
         start = 0

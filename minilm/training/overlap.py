@@ -4,8 +4,9 @@
     block l's backward returns    ->  its gradients are final for this step: start Σ_ranks over bucket l
                                       (MPI Iallreduce, non-blocking) and go on to block l-1's backward
     the model's backward returns  ->  start the rest (embeddings, heads, final norms), then wait for every bucket
-    g = Σ_ranks g_r bucket by bucket: per coordinate the same sum as one flat all-reduce, so overlap on and
-    off give the same weights.
+    g = Σ_ranks g_r bucket by bucket: per coordinate the same terms as one flat all-reduce. With two ranks
+    that is the same sum to the bit (one addition), so overlap on and off give the same weights; with more,
+    MPI may add them in another order for a bucket than for the flat message, which changes the last bits.
 
 The hook is put on from outside: for the backward of a step's last micro-batch (the earlier ones only
 accumulate locally, so each gradient is sent once a step) every block's bound ``backward`` is wrapped by an
@@ -87,7 +88,8 @@ class GradientSum:
             block.backward = hooked(name, block.backward)  # an instance attribute over the class's method
         try:
             yield
-        finally:
+        finally:  # on an error the sums already started are left unfinished: the command then aborts every
+            # rank (World.abort), where waiting for them could hang on a rank that never sends its part
             for _, block in self.blocks:
                 vars(block).pop("backward", None)  # the class's method again
         # a block whose backward did not run (none does today) is sent now, in the same order on every rank
