@@ -274,3 +274,36 @@ def test_a_step_without_gradients_sends_nothing_and_does_not_fail():
             raise AssertionError("an all-reduce was sent with no gradient to sum")
 
     World(TwoRanks()).sum_gradients([Parameter(np.zeros(3)), Parameter(np.ones((2, 2)))])
+
+
+def test_each_rank_draws_dropout_masks_of_its_own_and_a_saved_rank_gets_its_own_back():
+    """Rank 0 keeps the generators one process has; rank r > 0 gets streams derived from them and r, the same
+    every time, so rows on different ranks are not dropped alike; a checkpoint's per-rank states win."""
+    from minilm.models import GPT, GPTConfig
+    from minilm.training.distributed import own_dropout_streams
+    from minilm.training.run_state import dropout_states
+
+    def first_mask(rank, saved=None):
+        model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8, dropout=0.5), rng=3)
+        own_dropout_streams(model, rank, saved)
+        return model, model.drop.rng.random(64)
+
+    one_process = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8, dropout=0.5), rng=3)
+    np.testing.assert_array_equal(first_mask(0)[1], one_process.drop.rng.random(64))
+    rank1, draws = first_mask(1)
+    np.testing.assert_array_equal(draws, first_mask(1)[1])  # derived, not random: a restart derives the same
+    assert not np.array_equal(draws, first_mask(0)[1]) and not np.array_equal(draws, first_mask(2)[1])
+    saved = [dropout_states(one_process), dropout_states(rank1)]
+    np.testing.assert_array_equal(first_mask(1, saved)[1], rank1.drop.rng.random(64))
+
+
+def test_with_dropout_two_ranks_resume_exactly_and_keep_a_stream_each(tmp_path):
+    """Dropout on: a 2-rank run stopped at step 10 and resumed on 2 ranks ends where the uninterrupted 2-rank run
+    does, because the checkpoint holds each rank's dropout streams, and those streams differ."""
+    steps = dict(eval_interval=10, lr_decay_iters=20, dropout=0.1)
+    straight, _ = run(tmp_path, "gpt", "straight", ranks=2, **steps)
+    run(tmp_path, "gpt", "stopped", ranks=2, max_iters=10, **steps)
+    streams = load_checkpoint(tmp_path / "stopped" / "latest").train_state["dropout_rngs_by_rank"]
+    assert len(streams) == 2 and streams[0] != streams[1] and streams[0].keys() == streams[1].keys()
+    resumed, _ = run(tmp_path, "gpt", "stopped", ranks=2, resume=True, **steps)
+    assert relative_gap(straight, resumed) < 1e-10

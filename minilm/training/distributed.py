@@ -25,19 +25,23 @@ optimiser state is saved whole (under --zero1 gathered to rank 0 first) in AdamW
 on N ranks continues on M, sharded or not, as the uninterrupted run would, to rounding (the sums over ranks
 group the same numbers differently); B must split into M x grad_accum micro-batches, else the start names the
 sizes. How the work is spread (--overlap, --zero1) belongs to the launch and is never read from the
-checkpoint. Dropout is the exception: each rank draws masks for its own rows from its own copy of the dropout
-generators (all seeded alike), and a checkpoint keeps rank 0's, so with dropout the masks depend on N and a
-resume on another N continues the run in distribution, not bit for bit.
+checkpoint. Dropout is the exception: rank r > 0 draws its rows' masks from streams of its own, derived from
+rank 0's generators and r (``own_dropout_streams``: rows on different ranks never share a mask, as nanoGPT's
+seed offset per rank), and a checkpoint keeps every rank's, so a resume on the same N is exact with dropout
+too, and one on another N continues the run in distribution (a new rank derives its streams afresh).
 ref: Li et al. 2020, "PyTorch Distributed: Experiences on Accelerating Data Parallel Training" (DDP);
      llm.c's train_gpt2.cu (MPI + NCCL); nanoGPT's gradient_accumulation_steps.
 """
 
+import hashlib
 import json
 import os
 
 import numpy as np
 
 from minilm.backend import asarray, to_numpy
+from minilm.nn.dropout import Dropout
+from minilm.training.run_state import restore_dropout_states
 from minilm.nn.loss import CrossEntropyLoss
 
 LAUNCHERS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")  # set by MPICH's hydra, Open MPI, PMIx launchers
@@ -126,7 +130,7 @@ class World:
 
     def gather_objects(self, value):
         """[every rank's ``value``] (small, JSON-able) on rank 0; None on the others."""
-        return self.comm.gather(value, root=0)
+        return [value] if self.comm is None else self.comm.gather(value, root=0)
 
     def agree(self, facts, what):
         """ValueError on every rank unless every rank holds the same ``facts`` (a JSON-able dict): the ranks
@@ -199,3 +203,22 @@ def step_loss(model, pieces, world, gradients):
     if len(pieces) > 1 or world.size > 1:
         loss = world.sum(loss) / max(total, 1)
     return loss
+
+
+def own_dropout_streams(model, rank, saved_by_rank=None):
+    """Rank r's Dropout generators: its own saved states if a checkpoint holds them (``saved_by_rank[r]``), else,
+    for r > 0, streams derived from the generators' present states (rank 0's, which every rank holds alike) and
+    r; rank 0 keeps its own, so one process is unchanged. Without this every rank would draw the same masks for
+    its own rows: row i of each rank's shard dropped alike."""
+    if saved_by_rank and rank < len(saved_by_rank):
+        restore_dropout_states(model, saved_by_rank[rank])
+        return
+    if rank == 0:
+        return
+    for name, module in model.named_modules():
+        state = getattr(getattr(module, "rng", None), "bit_generator", None)
+        if isinstance(module, Dropout) and state is not None:
+            # the stream this rank leaves, as entropy (any bit generator's state is a JSON-able dict), spawned for r
+            digest = hashlib.sha256(json.dumps(state.state, sort_keys=True, default=str).encode()).digest()
+            seed = np.random.SeedSequence(int.from_bytes(digest, "little"), spawn_key=(rank,))
+            module.rng = np.random.Generator(type(state)(seed))

@@ -41,7 +41,7 @@ from minilm.models import MODELS, expect_type, type_of_model
 from minilm.training.memory import check_memory
 from minilm.nn.attention import keep_attention_weights
 from minilm.training.evaluation import estimate, estimate_loss, split_loss, split_scores  # noqa: F401
-from minilm.training.distributed import World, micro_batch_rows, micro_batches, step_loss
+from minilm.training.distributed import World, micro_batch_rows, micro_batches, own_dropout_streams, step_loss
 from minilm.training.overlap import GradientSum
 from minilm.training.zero import ZeroAdamW
 from minilm.training.objectives import OBJECTIVES, CausalLM, Classification, objective_for
@@ -134,6 +134,8 @@ class Trainer:
         self.step, self.best_val, self.history = 0, math.inf, []
         if resumed is not None:
             self._restore(resumed)
+        else:
+            own_dropout_streams(self.model, self.world.rank)  # rank r > 0: masks of its own (distributed.py)
         self.out.mkdir(parents=True, exist_ok=True)
 
     def _build(self, model, model_type, objective, resumed, given):
@@ -212,11 +214,13 @@ class Trainer:
         self.step, self.best_val, self.history = state["step"], state["best_val_loss"], state["history"]
         self.rng, self.eval_rng = rng_from_state(state["rng"]), rng_from_state(state["eval_rng"])
         restore_dropout_states(self.model, state.get("dropout_rngs", {}))
+        own_dropout_streams(self.model, self.world.rank, state.get("dropout_rngs_by_rank"))
         self.best_val = min(self.best_val, best_loss_on_disk(self.out / "best"))
         self.log(f"resumed from {self.out / 'latest'} at step {self.step}")
 
     def save(self, name):
         optimizer_state = self.optimizer.state_dict()  # under --zero1 every rank sends rank 0 its slice
+        streams = self.world.gather_objects(dropout_states(self.model))  # every rank's dropout generators, on rank 0
         if self.world.rank != 0:  # every rank holds the same weights: one writer
             return
         schedule = {**dataclasses.asdict(self.schedule), "decay": self.schedule.decay}
@@ -226,7 +230,8 @@ class Trainer:
                         tokenizer=self.tokenizer.to_dict(), optimizer_state=optimizer_state,
                         train_state={"step": self.step, "best_val_loss": self.best_val, "history": self.history,
                                      "rng": self.rng.bit_generator.state, "eval_rng": self.eval_rng.bit_generator.state,
-                                     "dropout_rngs": dropout_states(self.model), "schedule": schedule,
+                                     "dropout_rngs": streams[0], "schedule": schedule,
+                                     **({"dropout_rngs_by_rank": streams} if len(streams) > 1 else {}),
                                      "data": self.data_fingerprint})
 
     def evaluate_and_save(self):
