@@ -34,8 +34,16 @@ def clip_grad_norm(params, max_norm):
         return 0.0
     norms = xp.stack([xp.linalg.norm(g.reshape(-1)) for g in grads])  # (P,) one norm per gradient
     norm = float(xp.linalg.norm(norms))
-    scale = max_norm / (norm + 1e-6)
-    if scale < 1 and math.isfinite(norm):  # torch would scale by 0 here and turn inf into nan
+    scale = clip_scale(norm, max_norm)
+    if scale < 1:
         for g in grads:
             g *= scale
     return norm
+
+
+def clip_scale(norm, max_norm):
+    """The factor the gradients are multiplied by: max_norm / (‖g‖ + 1e-6) when that is below 1, else 1 (also
+    for a non-finite norm, where torch would scale by 0 and turn inf into nan). ZeRO-1 applies it to a norm
+    summed over the ranks (minilm.training.zero)."""
+    scale = max_norm / (norm + 1e-6)
+    return scale if scale < 1 and math.isfinite(norm) else 1.0

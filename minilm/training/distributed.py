@@ -41,8 +41,8 @@ import numpy as np
 
 from minilm.backend import asarray, to_numpy
 from minilm.nn.dropout import Dropout
-from minilm.training.run_state import restore_dropout_states
 from minilm.nn.loss import CrossEntropyLoss
+from minilm.training.run_state import restore_dropout_states
 
 LAUNCHERS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")  # set by MPICH's hydra, Open MPI, PMIx launchers
 
@@ -80,15 +80,7 @@ class World:
         (the same model runs the same code), is left alone."""
         if self.comm is None:
             return
-        grads = [p.grad for p in params if p.grad is not None]
-        if not grads:  # nothing computed a gradient (a frozen model): nothing to sum, on every rank alike
-            return
-        flat = np.concatenate([to_numpy(g).ravel() for g in grads])  # one message, not one per tensor
-        self.comm.Allreduce(self._mpi().IN_PLACE, flat, op=self._mpi().SUM)
-        start = 0
-        for g in grads:
-            g[...] = asarray(flat[start:start + g.size].reshape(g.shape))
-            start += g.size
+        self.finish_sums([self.start_sum(params)])  # one flat message, waited for at once
 
     def start_sum(self, params):
         """Start the sum over ranks of these parameters' gradients without waiting for it (MPI Iallreduce of one
@@ -103,7 +95,9 @@ class World:
         """Wait for every sum start_sum began (all of them, in the order started) and put each into its .grads."""
         if self.comm is None:
             return
-        self._mpi().Request.Waitall([request for _, _, request in started if request is not None])
+        requests = [request for _, _, request in started if request is not None]
+        if requests:  # none when no parameter had a gradient: nothing was sent
+            self._mpi().Request.Waitall(requests)
         for grads, flat, request in started:
             start = 0
             for g in grads if request is not None else ():

@@ -4,7 +4,7 @@
     rank r owns the slice [r·S, (r+1)·S)
     g_r = (Σ_ranks g)[r·S:(r+1)·S]           reduce-scatter: each rank receives the sum of its own slice only
     ‖g‖² = Σ_ranks ‖g_r‖²                    one number all-reduced: clip_grad_norm's global norm, its rule
-                                             (scale by max_norm / (‖g‖ + 1e-6) when that is below 1)
+                                             (optim.clip.clip_scale: max_norm / (‖g‖ + 1e-6) when below 1)
     θ_r ← AdamW(θ_r, g_r; m_r, v_r)         optim.AdamW itself, on the slice: m_r, v_r hold S numbers each
     θ = all-gather(θ_r)                      every rank receives every updated slice: equal weights again
 Each coordinate takes AdamW's step from the same summed gradient, so the weights equal the unsharded run's to
@@ -30,6 +30,7 @@ import numpy as np
 from minilm.backend import asarray, to_numpy
 from minilm.nn.module import Parameter
 from minilm.optim import AdamW
+from minilm.optim.clip import clip_scale
 
 
 class ZeroAdamW:
@@ -74,10 +75,10 @@ class ZeroAdamW:
             if p.grad is not None:
                 flat[self.offsets[i]:self.offsets[i + 1]] = to_numpy(p.grad).ravel()
         grad = asarray(self.world.reduce_scatter(flat))  # (S,) this rank's slice of Σ_ranks g
-        if max_norm > 0:  # clip_grad_norm's rule on the global norm; a non-finite norm scales nothing
-            norm = math.sqrt(self.world.sum(float((grad * grad).sum())))
-            if math.isfinite(norm) and max_norm / (norm + 1e-6) < 1:
-                grad *= max_norm / (norm + 1e-6)
+        if max_norm > 0:  # clip_grad_norm's rule, on the global norm
+            scale = clip_scale(math.sqrt(self.world.sum(float((grad * grad).sum()))), max_norm)
+            if scale < 1:
+                grad *= scale
         low = self.world.rank * self.shard
         theta = np.zeros(self.shard, dtype=dtype)  # (S,) this rank's slice of the weights, padded
         for i, start, stop in self.pieces:
