@@ -1,4 +1,4 @@
-"""The one place that knows NumPy from CuPy.
+"""The one place that knows NumPy from CuPy (with minilm.communicator, which sends arrays between processes).
 
 Layer code is written once against ``xp``, which stands for whichever array library is active:
 

@@ -20,7 +20,8 @@ import pytest
 
 from minilm.training.config import preset_for, with_changes
 from minilm.files.checkpoint import load_checkpoint
-from minilm.training.distributed import World, micro_batch_rows
+from minilm.communicator import World
+from minilm.training.distributed import micro_batch_rows
 from minilm.training.overlap import GradientSum
 from minilm.training.trainer import Trainer
 from minilm.training.translator import Seq2SeqTrainer

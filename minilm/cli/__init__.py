@@ -112,7 +112,7 @@ def main(argv=None):
 
 def _end_other_ranks(code):
     """Under mpiexec, abort the whole job: the other ranks may be waiting in a collective for this one."""
-    from minilm.training.distributed import World, launched_by_mpi
+    from minilm.communicator import World, launched_by_mpi
 
     if launched_by_mpi():
         try:

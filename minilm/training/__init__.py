@@ -11,5 +11,6 @@ sampling.py    temperature, top-k and top-p sampling over a key/value cache
 distributed.py data parallelism under mpiexec: each rank a shard of every batch, the gradients summed over ranks;
                overlap.py  those sums started block by block as the backward goes; zero.py  AdamW's state sharded
 
-May import: minilm.backend, minilm.atomic, minilm.nn, minilm.models, minilm.optim, minilm.data, minilm.files.
+May import: minilm.backend, minilm.atomic, minilm.communicator, minilm.nn, minilm.models, minilm.optim,
+minilm.data, minilm.files.
 """

@@ -11,11 +11,11 @@ padded batch's uneven counts are weighted by their share, not averaged per rank.
 steps AdamW on the same g from the same weights, so the weights stay equal without being sent; with --zero1
 each rank steps only its slice of the weights and they are all-gathered after (zero.py).
 
-The engine is MPI through mpi4py (`pip install "minilm[distributed]"`, then `mpiexec -n 2 minilm train ...`),
-found from the launcher's environment: a process not started by mpiexec never imports mpi4py. Gradients are
-summed through flat host buffers, so the same code serves either backend's arrays (NCCL on the GPU is not built
-yet): by default one bucket per block, each started (Iallreduce) as that block's backward ends and all waited
-for before clipping (overlap.py); with --no-overlap one Allreduce after the backward. Under --grad-accum only
+The ranks talk through minilm.communicator: MPI through mpi4py (`pip install "minilm[distributed]"`, then
+`mpiexec -n 2 minilm train ...`), found from the launcher's environment (a process not started by mpiexec never
+imports mpi4py), and on the GPU backend NCCL for the gradients and weights. Gradients are summed in flat
+buckets: by default one per block, each started as that block's backward ends and all waited for before
+clipping (overlap.py); with --no-overlap one all-reduce after the backward. Under --grad-accum only
 the last micro-batch's backward sends: the earlier ones accumulate locally. Rank 0 alone logs and writes
 checkpoints; every rank evaluates (the same batches, the same weights, the same figures).
 
@@ -35,128 +35,13 @@ ref: Li et al. 2020, "PyTorch Distributed: Experiences on Accelerating Data Para
 
 import hashlib
 import json
-import os
 
 import numpy as np
 
-from minilm.backend import asarray, to_numpy
+from minilm.backend import asarray
 from minilm.nn.dropout import Dropout
 from minilm.nn.loss import CrossEntropyLoss
 from minilm.training.run_state import restore_dropout_states
-
-LAUNCHERS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")  # set by MPICH's hydra, Open MPI, PMIx launchers
-
-
-def launched_by_mpi():
-    return any(name in os.environ for name in LAUNCHERS)
-
-
-class World:
-    """The processes training together: rank 0..size-1 of an MPI communicator, or rank 0 of 1 alone."""
-
-    def __init__(self, comm=None):
-        self.comm = comm
-        self.rank = comm.Get_rank() if comm is not None else 0
-        self.size = comm.Get_size() if comm is not None else 1
-
-    @classmethod
-    def current(cls):
-        """MPI's COMM_WORLD when launched by mpiexec with more than one process, else a world of one."""
-        if not launched_by_mpi():
-            return cls()
-        try:
-            from mpi4py import MPI
-        except ImportError:
-            raise RuntimeError('launched by mpiexec, but mpi4py is not installed: pip install "minilm[distributed]" '
-                               '(mpi4py and an MPI library, mpich)') from None
-        return cls(MPI.COMM_WORLD) if MPI.COMM_WORLD.Get_size() > 1 else cls()
-
-    def sum(self, value):
-        """The sum over ranks of a number (a Python float or int)."""
-        return value if self.comm is None else self.comm.allreduce(value)
-
-    def sum_gradients(self, params):
-        """Each parameter's .grad replaced by its sum over ranks (in place); a None grad, None on every rank
-        (the same model runs the same code), is left alone."""
-        if self.comm is None:
-            return
-        self.finish_sums([self.start_sum(params)])  # one flat message, waited for at once
-
-    def start_sum(self, params):
-        """Start the sum over ranks of these parameters' gradients without waiting for it (MPI Iallreduce of one
-        flat host copy); finish_sums waits and writes the sums back. A None grad is left out, as above."""
-        grads = [p.grad for p in params if p.grad is not None]
-        if self.comm is None or not grads:
-            return grads, None, None
-        flat = np.concatenate([to_numpy(g).ravel() for g in grads])  # kept alive until the wait
-        return grads, flat, self.comm.Iallreduce(self._mpi().IN_PLACE, flat, op=self._mpi().SUM)
-
-    def finish_sums(self, started):
-        """Wait for every sum start_sum began (all of them, in the order started) and put each into its .grads."""
-        if self.comm is None:
-            return
-        requests = [request for _, _, request in started if request is not None]
-        if requests:  # none when no parameter had a gradient: nothing was sent
-            self._mpi().Request.Waitall(requests)
-        for grads, flat, request in started:
-            start = 0
-            for g in grads if request is not None else ():
-                g[...] = asarray(flat[start:start + g.size].reshape(g.shape))
-                start += g.size
-
-    def reduce_scatter(self, flat):
-        """This rank's slice r of Σ_ranks ``flat`` (a host array of N·S numbers): (S,) (MPI Reduce_scatter_block)."""
-        part = np.empty(flat.size // self.size, dtype=flat.dtype)
-        self.comm.Reduce_scatter_block(flat, part, op=self._mpi().SUM)
-        return part
-
-    def all_gather(self, part):
-        """Every rank's ``part`` (a host array of S numbers), joined in rank order: (N·S,) on every rank."""
-        whole = np.empty(part.size * self.size, dtype=part.dtype)
-        self.comm.Allgather(part, whole)
-        return whole
-
-    def gather(self, part):
-        """all_gather's result on rank 0 alone (None on the others): what only the checkpoint writer needs."""
-        whole = np.empty(part.size * self.size, dtype=part.dtype) if self.rank == 0 else None
-        self.comm.Gather(part, whole, root=0)
-        return whole
-
-    def gather_objects(self, value):
-        """[every rank's ``value``] (small, JSON-able) on rank 0; None on the others."""
-        return [value] if self.comm is None else self.comm.gather(value, root=0)
-
-    def agree(self, facts, what):
-        """ValueError on every rank unless every rank holds the same ``facts`` (a JSON-able dict): the ranks
-        were launched with different options or data. The message names each key that differs."""
-        if self.comm is None:
-            return
-        everyone = self.comm.allgather(json.dumps(facts, sort_keys=True, default=str))
-        if len(set(everyone)) == 1:
-            return
-        first = json.loads(everyone[0])
-        for rank, text in enumerate(everyone[1:], start=1):
-            other = json.loads(text)
-            differ = sorted(key for key in first.keys() | other.keys() if first.get(key) != other.get(key))
-            if differ:
-                shown = "; ".join(f"{key}: rank 0 has {first.get(key)!r}, rank {rank} {other.get(key)!r}"
-                                  for key in differ[:5])
-                raise ValueError(f"the {self.size} ranks must run the same {what}, and they differ: {shown}")
-
-    def barrier(self):
-        if self.comm is not None:
-            self.comm.Barrier()
-
-    def abort(self, code):
-        """End every rank now (a rank that raised would leave the others waiting in a collective)."""
-        if self.comm is not None:
-            self.comm.Abort(code)
-
-    @staticmethod
-    def _mpi():
-        from mpi4py import MPI
-
-        return MPI
 
 
 def micro_batch_rows(batch_size, world, grad_accum):

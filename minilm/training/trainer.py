@@ -41,7 +41,8 @@ from minilm.models import MODELS, expect_type, type_of_model
 from minilm.training.memory import check_memory
 from minilm.nn.attention import keep_attention_weights
 from minilm.training.evaluation import estimate, estimate_loss, split_loss, split_scores  # noqa: F401
-from minilm.training.distributed import World, micro_batch_rows, micro_batches, own_dropout_streams, step_loss
+from minilm.communicator import World
+from minilm.training.distributed import micro_batch_rows, micro_batches, own_dropout_streams, step_loss
 from minilm.training.overlap import GradientSum
 from minilm.training.zero import ZeroAdamW
 from minilm.training.objectives import OBJECTIVES, CausalLM, Classification, objective_for
@@ -110,6 +111,7 @@ class Trainer:
             check_out(self.out, cfg.overwrite)
         use_backend(cfg.backend or backend_name())
         self.cfg = cfg = dataclasses.replace(cfg, backend=backend_name())  # recorded as resolved
+        self.world.connect_devices()  # on the GPU: this rank's GPU and NCCL, before the model is made
         if cfg.min_lr > cfg.lr:
             raise ValueError(f"min_lr {cfg.min_lr} is above lr {cfg.lr}: the cosine would climb")
         self._build(model, model_type, objective, resumed, given)  # the tokenizer, model, objective and splits
@@ -125,7 +127,8 @@ class Trainer:
                              f"{self.model.config.block_size}")
         hyper = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
         groups = decay_groups(self.model, cfg.weight_decay)
-        self.optimizer = ZeroAdamW(self.world, groups, **hyper) if cfg.zero1 else AdamW(groups, **hyper)
+        self.optimizer = (ZeroAdamW(self.world, groups, max_norm=cfg.grad_clip, **hyper) if cfg.zero1 else
+                          AdamW(groups, **hyper))
         how = None if cfg.zero1 else "overlap" if cfg.overlap else "flat"  # ZeRO-1 sums in its step (reduce-scatter)
         self.gradients = GradientSum(self.model, self.world, how)
         self.schedule = schedule_for(cfg, resumed, given, log)
@@ -264,12 +267,9 @@ class Trainer:
             last = self.history[-1]["step"] if self.history else None
             raise RuntimeError(f"loss is {loss} at step {self.step}; nothing was saved for this step, the last "
                                f"good checkpoint is {self.out / 'latest'} (step {last})")
-        if cfg.zero1:  # reduce-scatter, clip by the global norm, AdamW on this rank's slice, all-gather
-            self.optimizer.step(cfg.grad_clip)
-        else:
-            if cfg.grad_clip > 0:
-                clip_grad_norm(self.model.parameters(), cfg.grad_clip)
-            self.optimizer.step()
+        if cfg.grad_clip > 0 and not cfg.zero1:  # ZeRO-1 clips in its step, by the global norm (zero.py)
+            clip_grad_norm(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()  # --zero1: reduce-scatter, clip, AdamW on this rank's slice, all-gather
         self.step += 1
         return loss
 

@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from minilm.backend import asarray, to_numpy
+from minilm.backend import xp
 from minilm.nn.module import Parameter
 from minilm.optim import AdamW
 from minilm.optim.clip import clip_scale
@@ -35,13 +35,14 @@ from minilm.optim.clip import clip_scale
 
 class ZeroAdamW:
     """AdamW over ``params`` (Parameters or group dicts, as optim.AdamW takes) with its state sharded over the
-    ranks of ``world``; ``step(max_norm)`` also sums the gradients over the ranks and clips them."""
+    ranks of ``world``; ``step()`` also sums the gradients over the ranks and clips them to ``max_norm`` by their
+    global norm (0: no clipping)."""
 
-    def __init__(self, world, params, **hyper):
+    def __init__(self, world, params, max_norm=0.0, **hyper):
         if world.size == 1:
             raise ValueError("--zero1 shards the optimiser's state over the ranks of an mpiexec job, and this run "
                              "has 1 process: launch it as mpiexec -n N (N > 1), or leave out --zero1")
-        self.world = world
+        self.world, self.max_norm = world, max_norm
         self.whole = AdamW(params, **hyper)  # the groups and the checkpoint format; its own state stays empty
         self.params = [p for group in self.whole.param_groups for p in group["params"]]
         sizes = [int(p.data.size) for p in self.params]
@@ -66,32 +67,30 @@ class ZeroAdamW:
     def param_groups(self):  # what a schedule sets each step's lr on
         return self.local.param_groups
 
-    def step(self, max_norm=0.0):
-        """Reduce-scatter the gradients, clip them to ``max_norm`` by the global norm (0: no clipping), step
-        AdamW on this rank's slice, all-gather the weights (module docstring)."""
+    def step(self):
+        """Reduce-scatter the gradients, clip them by the global norm, step AdamW on this rank's slice, all-gather
+        the weights (module docstring)."""
         dtype = self.params[0].data.dtype
-        flat = np.zeros(self.shard * self.world.size, dtype=dtype)  # (N·S,) padded
+        flat = xp.zeros(self.shard * self.world.size, dtype=dtype)  # (N·S,) padded, where the gradients live
         for i, p in enumerate(self.params):
             if p.grad is not None:
-                flat[self.offsets[i]:self.offsets[i + 1]] = to_numpy(p.grad).ravel()
-        grad = asarray(self.world.reduce_scatter(flat))  # (S,) this rank's slice of Σ_ranks g
-        if max_norm > 0:  # clip_grad_norm's rule, on the global norm
-            scale = clip_scale(math.sqrt(self.world.sum(float((grad * grad).sum()))), max_norm)
+                flat[self.offsets[i]:self.offsets[i + 1]] = p.grad.ravel()
+        grad = self.world.reduce_scatter(flat)  # (S,) this rank's slice of Σ_ranks g
+        if self.max_norm > 0:  # clip_grad_norm's rule, on the global norm
+            scale = clip_scale(math.sqrt(self.world.sum(float((grad * grad).sum()))), self.max_norm)
             if scale < 1:
                 grad *= scale
         low = self.world.rank * self.shard
-        theta = np.zeros(self.shard, dtype=dtype)  # (S,) this rank's slice of the weights, padded
+        theta = xp.zeros(self.shard, dtype=dtype)  # (S,) this rank's slice of the weights, padded
         for i, start, stop in self.pieces:
-            theta[start - low:stop - low] = to_numpy(self.params[i].data).ravel()[start - self.offsets[i]:
-                                                                                   stop - self.offsets[i]]
-        theta = asarray(theta)
+            theta[start - low:stop - low] = self.params[i].data.ravel()[start - self.offsets[i]:stop - self.offsets[i]]
         for piece, (i, start, stop) in zip(self.local_params, self.pieces):
             piece.data = theta[start - low:stop - low]  # a view: AdamW's in-place update lands in theta
             piece.grad = grad[start - low:stop - low] if self.params[i].grad is not None else None
         self.local.step()
-        weights = self.world.all_gather(to_numpy(theta))  # (N·S,) every rank's updated slice
+        weights = self.world.all_gather(theta)  # (N·S,) every rank's updated slice
         for i, p in enumerate(self.params):
-            p.data[...] = asarray(weights[self.offsets[i]:self.offsets[i + 1]].reshape(p.shape))
+            p.data[...] = weights[self.offsets[i]:self.offsets[i + 1]].reshape(p.shape)
 
     def state_dict(self):
         """On rank 0, what optim.AdamW.state_dict returns for the whole model (every rank's slice of the moments
@@ -99,19 +98,19 @@ class ZeroAdamW:
         dtype = self.params[0].data.dtype
         moments, steps, low = {}, {}, self.world.rank * self.shard
         for name in self.local.state_arrays:
-            mine = np.zeros(self.shard, dtype=dtype)
+            mine = xp.zeros(self.shard, dtype=dtype)
             for k, (i, start, stop) in enumerate(self.pieces):
                 if k in self.local.state:
-                    mine[start - low:stop - low] = to_numpy(self.local.state[k][name])
+                    mine[start - low:stop - low] = self.local.state[k][name]
                     steps[i] = self.local.state[k]["step"]
             moments[name] = self.world.gather(mine)  # (N·S,) on rank 0
         steps = self.world.gather_objects(steps)
         if self.world.rank != 0:
             return None
         known = {i: step for part in steps for i, step in part.items()}
-        self.whole.state = {i: {"step": known[i], **{name: asarray(moments[name][self.offsets[i]:self.offsets[i + 1]]
-                                                                   .reshape(self.params[i].shape))
-                                                    for name in self.local.state_arrays}}
+        self.whole.state = {i: {"step": known[i], **{name: moments[name][self.offsets[i]:self.offsets[i + 1]]
+                                                     .reshape(self.params[i].shape)
+                                                     for name in self.local.state_arrays}}
                             for i in sorted(known)}
         for whole, local in zip(self.whole.param_groups, self.local.param_groups):
             whole.update({k: v for k, v in local.items() if k != "params"})  # the lr of this step, as unsharded
