@@ -75,9 +75,11 @@ class DeviceArrays:
     """NCCL on GPU memory (module docstring): the arrays never leave the device."""
 
     def __init__(self, comm):
-        from cupy.cuda import nccl  # present in CuPy's wheels when NCCL can be loaded
-
-        if not nccl.available:
+        try:
+            from cupy.cuda import nccl  # CuPy's binding; .available says whether libnccl could be loaded
+        except ImportError:
+            nccl = None
+        if nccl is None or not nccl.available:
             raise RuntimeError("the GPU backend sums gradients with NCCL, and CuPy cannot load it: install NCCL "
                                "as CuPy's installation guide says (its Additional CUDA Libraries)")
         self.nccl = nccl

@@ -18,7 +18,7 @@ from minilm.communicator import DeviceArrays, World
 from minilm.nn.module import Parameter
 from minilm.training.trainer import Trainer
 from test_distributed import relative_gap, run
-from test_gpu import tiny_run, weights
+from test_gpu import TOLERANCES, assert_same, tiny_run, weights
 
 
 @pytest.fixture(autouse=True)
@@ -67,8 +67,8 @@ def test_a_run_through_nccl_on_one_rank_ends_with_one_process_weights(tmp_path, 
                      world=world_of_one())
     ranked.gradients.how = how  # a world of one sends nothing by default; here every bucket goes through NCCL
     ranked.train()
-    for name, value in weights(alone.model).items():
-        np.testing.assert_array_equal(weights(ranked.model)[name], value, err_msg=name)
+    # a sum over one rank is its input; the embedding's atomic scatter-add may still differ in the last bits
+    assert_same(weights(alone.model), weights(ranked.model), *TOLERANCES["float32"], what=f"NCCL, {how}")
 
 
 def test_two_ranks_on_two_gpus_give_the_update_of_one_process(tmp_path):
