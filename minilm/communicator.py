@@ -12,7 +12,8 @@ Two engines move the arrays, and the backend decides which: the gradients and we
 - CuPy: NCCL through CuPy (cupy.cuda.nccl), GPU to GPU, its communicator set up over MPI as llm.c does (rank 0
   makes NCCL's unique id, MPI broadcasts it). Each rank uses the GPU of its rank within its node (modulo the
   GPUs it sees). A sum started early (overlap) runs on a CUDA stream of its own, after an event that marks
-  its gradients written, and the wait makes the compute stream wait for it: the host never stops.
+  its gradients written, and the wait makes the compute stream wait for it: the host never stops. A gather to
+  rank 0 (a checkpoint's sharded optimiser state) goes through the host: NCCL has none.
 Everything else (the numbers above, the options each rank runs, objects to rank 0) goes over MPI either way.
 The backend module and this one are the only two that know NumPy from CuPy (DESIGN.md).
 ref: the MPI standard, 4.0, ch. 6 (collectives); NCCL's user guide, "Using NCCL with MPI"; llm.c's
@@ -82,17 +83,15 @@ class DeviceArrays:
         if nccl is None or not nccl.available:
             raise RuntimeError("the GPU backend sums gradients with NCCL, and CuPy cannot load it: install NCCL "
                                "as CuPy's installation guide says (its Additional CUDA Libraries)")
-        self.nccl = nccl
-        rank, size = comm.Get_rank(), comm.Get_size()
+        self.nccl, self.mpi_comm = nccl, comm
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
         local = comm.Split_type(_mpi().COMM_TYPE_SHARED)  # the ranks on this rank's node
-        gpus = xp.cuda.runtime.getDeviceCount()
-        if local.Get_size() > gpus:
-            raise RuntimeError(f"{local.Get_size()} ranks on this node share {gpus} GPU(s): NCCL needs one GPU per "
-                               f"rank, so launch at most {gpus} rank(s) per node")
-        xp.cuda.Device(local.Get_rank()).use()  # before this rank makes any array
-        unique_id = comm.bcast(nccl.get_unique_id() if rank == 0 else None, root=0)
-        self.comm = nccl.NcclCommunicator(size, unique_id, rank)
-        self.size = size
+        # modulo: a launcher that shows each rank only its own GPU (CUDA_VISIBLE_DEVICES per rank) gives device 0;
+        # two ranks left on one GPU are refused by NCCL itself, naming the duplicate
+        xp.cuda.Device(local.Get_rank() % xp.cuda.runtime.getDeviceCount()).use()  # before this rank makes arrays
+        local.Free()
+        unique_id = comm.bcast(nccl.get_unique_id() if self.rank == 0 else None, root=0)
+        self.nccl_comm = nccl.NcclCommunicator(self.size, unique_id, self.rank)
         self.stream = xp.cuda.Stream(non_blocking=True)  # the early sums' own stream
         self.types = {np.dtype(np.float16): nccl.NCCL_FLOAT16, np.dtype(np.float32): nccl.NCCL_FLOAT32,
                       np.dtype(np.float64): nccl.NCCL_FLOAT64}
@@ -105,7 +104,7 @@ class DeviceArrays:
     def start_sum(self, flat):
         written = xp.cuda.get_current_stream().record()  # after the kernels that wrote flat
         self.stream.wait_event(written)
-        self.comm.allReduce(flat.data.ptr, flat.data.ptr, flat.size, self._type(flat), self.nccl.NCCL_SUM,
+        self.nccl_comm.allReduce(flat.data.ptr, flat.data.ptr, flat.size, self._type(flat), self.nccl.NCCL_SUM,
                             self.stream.ptr)
         return flat, self.stream.record()
 
@@ -116,20 +115,23 @@ class DeviceArrays:
         return [flat for flat, _ in started]
 
     def reduce_scatter(self, flat):
+        if flat.size % self.size:
+            raise ValueError(f"reduce_scatter splits {flat.size} numbers into {self.size} equal slices: pad them")
         part = xp.empty(flat.size // self.size, dtype=flat.dtype)
-        self.comm.reduceScatter(flat.data.ptr, part.data.ptr, part.size, self._type(flat), self.nccl.NCCL_SUM,
-                                xp.cuda.get_current_stream().ptr)
+        self.nccl_comm.reduceScatter(flat.data.ptr, part.data.ptr, part.size, self._type(flat), self.nccl.NCCL_SUM,
+                                     xp.cuda.get_current_stream().ptr)
         return part
 
     def all_gather(self, part):
         whole = xp.empty(part.size * self.size, dtype=part.dtype)
-        self.comm.allGather(part.data.ptr, whole.data.ptr, part.size, self._type(part),
-                            xp.cuda.get_current_stream().ptr)
+        self.nccl_comm.allGather(part.data.ptr, whole.data.ptr, part.size, self._type(part),
+                                 xp.cuda.get_current_stream().ptr)
         return whole
 
     def gather(self, part):
-        whole = self.all_gather(part)  # NCCL has no gather; a checkpoint's moments fit where the weights do
-        return whole if self.comm.rank_id() == 0 else None
+        """Through the host and MPI: NCCL has no gather, and an all-gather would put the whole of what ZeRO-1
+        shards on every GPU at each checkpoint (the one place this is called, off the training step)."""
+        return HostArrays(self.mpi_comm).gather(part)
 
 
 class World:

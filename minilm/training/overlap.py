@@ -2,7 +2,8 @@
 
     the backward walks the blocks in reverse (a GPT: lm_head, ln_f, h.L-1, ..., h.0, the embeddings)
     block l's backward returns    ->  its gradients are final for this step: start Σ_ranks over bucket l
-                                      (MPI Iallreduce, non-blocking) and go on to block l-1's backward
+                                      (non-blocking: MPI's Iallreduce, or NCCL on a stream of its own) and go on
+                                      to block l-1's backward
     the model's backward returns  ->  start the rest (embeddings, heads, final norms), then wait for every bucket
     g = Σ_ranks g_r bucket by bucket: per coordinate the same terms as one flat all-reduce. With two ranks
     that is the same sum to the bit (one addition), so overlap on and off give the same weights; with more,
