@@ -16,7 +16,7 @@ The two libraries agree on almost everything. The few places they are spelled di
 whose state stays on the host), ``fused`` (an element-wise formula as one GPU kernel) and moving arrays to
 and from the host. Three more exist for NumPy's speed:
 ``sum_last_axis`` (short-row sums through BLAS), ``softmax_shift`` (one shift for a whole softmax) and
-``_keep_freed_heap``.
+``keep_freed_heap``.
 """
 
 import ctypes

@@ -2,10 +2,13 @@
 (train.py, sample.py, translate.py, hf.py, finetune.py, encoder.py); check and attention keep theirs beside the
 code they drive (verify, viz).
 
-    minilm train   [--model gpt|bert|seq2seq] [--max-iters N] ... train a GPT (a BERT, a seq2seq), checkpointing
+    minilm train   [--model MODEL] [--max-iters N] ...       train a model, checkpointing; MODEL: gpt (the default),
+                                                             bert, seq2seq, or the history's lstm, rnn, tutorial, ngram
     minilm sample  --ckpt DIR --prompt TEXT ...              generate text from a checkpoint
     minilm translate --ckpt DIR [--beam N] TEXT ...          translate with a seq2seq checkpoint (greedy or beam)
     minilm check   [LAYER ...]                               verify every formula (finite differences, PyTorch)
+    minilm attention --ckpt DIR --text TEXT [--out PNG] [--html PAGE]
+                                                             draw a checkpoint's attention (a seq2seq's: cross-)
     minilm export / import-hf                                GPT-2 and BERT weights in the Hugging Face layout
     minilm finetune --init-from CKPT --task NAME|FILE        fine-tune a BERT classifier, beside the baselines
     minilm classify / fill-mask / embed --ckpt DIR TEXT ...  use a BERT: labels, masked tokens, hidden states

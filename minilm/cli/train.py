@@ -1,11 +1,12 @@
 """`minilm train`: TrainConfig and the model configs as command-line options, each checked when it is parsed,
 and the run itself.
 
-Every option is a field of TrainConfig or of a model's config (GPTConfig, BERTConfig: one option group per
-model, an option they share listed once), with the field's end-of-line comment as its help and the CPU
-preset's value as its default. --model picks the family (gpt, bert) and its presets; --objective what it
-learns (clm, mlm), each defaulting to the other's partner, and a bare --resume to the checkpoint's (cls is
-`minilm finetune`'s).
+Every option is a field of TrainConfig or of a model's config (GPTConfig, BERTConfig, Seq2SeqConfig, LSTMConfig,
+RNNConfig, TutorialConfig, NGramConfig: one option group per model, an option they share listed once), with the
+field's end-of-line comment as its help and the CPU preset's value as its default. --model picks the family (gpt,
+bert, seq2seq, lstm, rnn, tutorial, ngram) and its presets; --objective what it learns (clm, mlm, seq2seq), each
+defaulting to the other's partner, and a bare --resume to the checkpoint's (cls is `minilm finetune`'s; an ngram
+is counted in one pass, with no objective).
 Numbers are checked against RANGES by argparse itself, so `--max-iters -5` is a usage
 error naming --max-iters (exit code 2) before any data is read. On --resume only the options given on the
 command line are compared with the checkpoint; everything else, a --preset included, comes from it.
@@ -63,8 +64,10 @@ def _field_help(cls):
 
 
 def add_arguments(parser):
-    """Train a GPT or a BERT on a text (tiny Shakespeare by default), or a seq2seq on translation pairs (English
-    number words to French by default), checkpointing to OUT/latest and OUT/best."""
+    """Train a GPT, BERT, LSTM, RNN, tutorial Transformer or n-gram on a text, or a seq2seq on translation pairs.
+
+    The text is tiny Shakespeare by default, the pairs English number words to French; checkpoints go to
+    OUT/latest and OUT/best."""
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="starting configuration: cpu (nanoGPT's low-budget Shakespeare run, the defaults shown "
                              "here) or gpu (nanoGPT's train_shakespeare_char, --model gpt only); every option below "

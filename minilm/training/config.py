@@ -1,5 +1,5 @@
-"""What a run is made of: TrainConfig (the run), the model's shape (a GPTConfig or BERTConfig), and the presets
-pairing them, per model type.
+"""What a run is made of: TrainConfig (the run), the model's shape (its family's config: GPTConfig, BERTConfig,
+Seq2SeqConfig, LSTMConfig, RNNConfig, TutorialConfig or NGramConfig), and the presets pairing them, per model type.
 
 The command line is built from these dataclasses (minilm.cli.train): each field's end-of-line comment is its
 option's help, and the CPU preset's value its default. A model's options are its config's fields less
@@ -16,8 +16,8 @@ from minilm.models import (MODELS, BERTConfig, GPTConfig, LSTMConfig, NGramConfi
 
 @dataclass
 class TrainConfig:
-    """The run: its data and tokenizer, optimisation, evaluation and output (the model's shape is a GPTConfig or
-    a BERTConfig)."""
+    """The run: its data and tokenizer, optimisation, evaluation and output (the model's shape is its family's
+    config: GPTConfig, BERTConfig, ...)."""
 
     data: str = None  # a UTF-8 text file or folder of .txt files; None: tiny Shakespeare (seq2seq: pairs, "numbers")
     out: str = "out"  # where OUT/latest and OUT/best checkpoints go

@@ -1,4 +1,4 @@
-"""Train a model (a GPT, a BERT) on a text corpus: the loop every framework hides, written out.
+"""Train a model (a GPT, a BERT, the history's LSTM, RNN or tutorial Transformer) on a text: the loop, written out.
 
     for it in range(start, max_iters):
         lr = schedule(it)                                  linear warmup, then a cosine (or a line) to min_lr
@@ -16,10 +16,10 @@ end with the same weights (the masks of a masked LM are drawn from the batch gen
 A resume takes everything that defines the run from the checkpoint and may change only RESUMABLE
 (DESIGN.md); the schedule recorded at the first save is kept unless --lr-decay-iters asks for another. A resume
 may run on another number of ranks (distributed.py says what that keeps).
-The model type comes from the model config given, else the objective's (clm: gpt, mlm: bert); the model is
-built through the registry (minilm.models.MODELS), and a resume refuses a checkpoint of another type or
-objective (config.json's "train" section records it). The FineTuner (finetune.py) is this Trainer with a
-labelled task for data and a pre-trained encoder for a start: it replaces only _build.
+The model type comes from the model config given, else the objective's (clm: gpt, mlm: bert, seq2seq: seq2seq),
+built through the registry (minilm.models.MODELS); a resume refuses a checkpoint of another type or objective
+(config.json's "train" section records it). The FineTuner (finetune.py: a labelled task, a pre-trained encoder;
+it replaces only _build) and Seq2SeqTrainer (translator.py: pairs) are this Trainer; an n-gram is counted (counting.py).
 ref: Karpathy's nanoGPT train.py, whose Shakespeare configs the presets reproduce.
 """
 

@@ -2,9 +2,10 @@
 
     minilm check [LAYER ...] [--dtype float64|float32] [--backend NAME] [--seed S] [--json]
 
-One row per item of minilm.verify.check_items.ITEMS (every layer in minilm.nn, attention with and without masks,
-both transformer blocks, a tiny GPT, BERT with its MLM and classifier heads on a padded batch, several steps of
-each optimiser), with the formula read from the layer's docstring, the shapes checked, two errors and the
+One row per item of minilm.verify.check_items.ITEMS (every layer in minilm.nn, attention with and without masks
+and as cross-attention, the pre-LN and post-LN blocks and the decoder layer, two-layer LSTM and RNN from a given
+state, a tiny GPT, BERT with its MLM and classifier heads on a padded batch, the Transformer and a Seq2Seq, several
+steps of each optimiser), with the formula read from the layer's docstring, the shapes checked, two errors and the
 tolerance each is held to:
 
 FD:     the max element-wise relative error of the analytic gradients (every input and every parameter)

@@ -8,19 +8,20 @@
         --html writes the explorer instead or as well (minilm.viz.explorer): one self-contained page, opened on
         layer L and head H, for a GPT, a BERT, a seq2seq or the tutorial Transformer
 
-    OMP_NUM_THREADS=1 python -m minilm.viz.figures [--out figures] [--max-iters 600]
+    OMP_NUM_THREADS=1 python -m minilm.viz.figures [--out figures] [--max-iters 2000]
         regenerates figures/:
 
         positional_encoding.png   the sinusoidal table, 128 positions × 128 channels
-        loss_curve.png            a small GPT trained on the embedded Shakespeare (the cpu preset, fewer
-                                  steps), train and val loss against the bigram baseline
+        loss_curve.png            a small GPT trained on the embedded Shakespeare (the cpu preset's whole
+                                  run), train and val loss against the bigram baseline
         attention.png             that model's last layer, every head, on a line of the validation text
         gradcheck.png             `minilm check --json`: every backward against finite differences and torch
 
 The model trains into a temporary folder, so the repository only ever receives the four PNGs, each written
-atomically. About a minute and a half on two CPU cores, most of it the 600 training steps (--max-iters 2000
-is nanoGPT's whole low-budget run). OMP_NUM_THREADS=1: at this size one BLAS thread is as fast as several,
-and on a machine busy with other work several threads waiting on each other made a step 100 times slower.
+atomically. About two and a half minutes on two CPU cores, most of it the 2000 training steps: the cpu preset's
+run, whose val loss the README quotes (a smaller --max-iters draws a quicker, less trained model).
+OMP_NUM_THREADS=1: at this size one BLAS thread is as fast as several, and on a machine busy with other work
+several threads waiting on each other made a step 100 times slower.
 
 bigram baseline: P(b | a) = (count(a → b) + 1) / (count(a → ·) + V) on the train split (add-one smoothing
 gives every pair a non-zero probability), scored by its cross-entropy on the val split: the loss a model that
