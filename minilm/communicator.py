@@ -15,6 +15,8 @@ Two engines move the arrays, and the backend decides which: the gradients and we
   its gradients written, and the wait makes the compute stream wait for it: the host never stops. A gather to
   rank 0 (a checkpoint's sharded optimiser state) goes through the host: NCCL has none.
 Everything else (the numbers above, the options each rank runs, objects to rank 0) goes over MPI either way.
+A rank that dies ends the job through the launcher; one that hangs would hold the others in their waits for
+ever, so every wait here runs under a watchdog (watchdog.py): MINILM_RANK_TIMEOUT seconds, default 600.
 The backend module and this one are the only two that know NumPy from CuPy (DESIGN.md).
 ref: the MPI standard, 4.0, ch. 6 (collectives); NCCL's user guide, "Using NCCL with MPI"; llm.c's
      train_gpt2.cu (multi_gpu_config_init).
@@ -26,6 +28,7 @@ import os
 import numpy as np
 
 from minilm.backend import GPU, asarray, backend_name, to_numpy, xp
+from minilm.watchdog import Watchdog, rank_timeout
 
 LAUNCHERS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")  # set by MPICH's hydra, Open MPI, PMIx launchers
 
@@ -138,15 +141,17 @@ class World:
     """The processes training together: rank 0..size-1 of an MPI communicator, or rank 0 of 1 alone. Arrays move
     through ``arrays``: HostArrays until ``connect_devices`` finds the GPU backend."""
 
-    def __init__(self, comm=None):
+    def __init__(self, comm=None, timeout=0.0):
         self.comm = comm
         self.rank = comm.Get_rank() if comm is not None else 0
         self.size = comm.Get_size() if comm is not None else 1
         self.arrays = HostArrays(comm) if comm is not None else None
+        self.watchdog = Watchdog(comm, timeout)  # how long a wait in a collective may take (0: for ever)
 
     @classmethod
     def current(cls):
-        """MPI's COMM_WORLD when launched by mpiexec with more than one process, else a world of one."""
+        """MPI's COMM_WORLD when launched by mpiexec with more than one process, else a world of one. Its ranks
+        wait MINILM_RANK_TIMEOUT seconds at most in a collective (Watchdog)."""
         if not launched_by_mpi():
             return cls()
         try:
@@ -154,7 +159,7 @@ class World:
         except ImportError:
             raise RuntimeError('launched by mpiexec, but mpi4py is not installed: pip install "minilm[distributed]" '
                                '(mpi4py and an MPI library, mpich)') from None
-        return cls(MPI.COMM_WORLD) if MPI.COMM_WORLD.Get_size() > 1 else cls()
+        return cls(MPI.COMM_WORLD, rank_timeout()) if MPI.COMM_WORLD.Get_size() > 1 else cls()
 
     def connect_devices(self):
         """On the GPU backend, give this rank its GPU and open NCCL (DeviceArrays); on NumPy, or alone, nothing.
@@ -164,7 +169,10 @@ class World:
 
     def sum(self, value):
         """The sum over ranks of a number (a Python float or int)."""
-        return value if self.comm is None else self.comm.allreduce(value)
+        if self.comm is None:
+            return value
+        with self.watchdog.wait("a sum of numbers (a count of targets, a loss or a norm)"):
+            return self.comm.allreduce(value)
 
     def sum_gradients(self, params):
         """Each parameter's .grad replaced by its sum over ranks (in place); a None grad, None on every rank
@@ -184,7 +192,9 @@ class World:
         sent = [(grads, handle) for grads, handle in started if handle is not None]
         if not sent:  # alone, or no parameter had a gradient: nothing was sent
             return
-        for (grads, _), flat in zip(sent, self.arrays.wait([handle for _, handle in sent])):
+        with self.watchdog.wait("the sum of the gradients"):
+            summed = self.arrays.wait([handle for _, handle in sent])
+        for (grads, _), flat in zip(sent, summed):
             start = 0
             for g in grads:
                 g[...] = flat[start:start + g.size].reshape(g.shape)
@@ -192,26 +202,33 @@ class World:
 
     def reduce_scatter(self, flat):
         """This rank's slice r of Σ_ranks ``flat`` (N·S numbers on the backend): (S,)."""
-        return self.arrays.reduce_scatter(flat)
+        with self.watchdog.wait("ZeRO-1's reduce-scatter of the gradients"):
+            return self.arrays.reduce_scatter(flat)
 
     def all_gather(self, part):
         """Every rank's ``part`` (S numbers on the backend), joined in rank order: (N·S,) on every rank."""
-        return self.arrays.all_gather(part)
+        with self.watchdog.wait("ZeRO-1's all-gather of the weights"):
+            return self.arrays.all_gather(part)
 
     def gather(self, part):
         """all_gather's result on rank 0 alone (None on the others): what only the checkpoint writer needs."""
-        return self.arrays.gather(part)
+        with self.watchdog.wait("a gather to rank 0 (a checkpoint)"):
+            return self.arrays.gather(part)
 
     def gather_objects(self, value):
         """[every rank's ``value``] (small, JSON-able) on rank 0; None on the others."""
-        return [value] if self.comm is None else self.comm.gather(value, root=0)
+        if self.comm is None:
+            return [value]
+        with self.watchdog.wait("a gather to rank 0 (a checkpoint)"):
+            return self.comm.gather(value, root=0)
 
     def agree(self, facts, what):
         """ValueError on every rank unless every rank holds the same ``facts`` (a JSON-able dict): the ranks
         were launched with different options or data. The message names each key that differs."""
         if self.comm is None:
             return
-        everyone = self.comm.allgather(json.dumps(facts, sort_keys=True, default=str))
+        with self.watchdog.wait(f"the check that every rank runs the same {what}"):
+            everyone = self.comm.allgather(json.dumps(facts, sort_keys=True, default=str))
         if len(set(everyone)) == 1:
             return
         first = json.loads(everyone[0])
@@ -225,7 +242,8 @@ class World:
 
     def barrier(self):
         if self.comm is not None:
-            self.comm.Barrier()
+            with self.watchdog.wait("a barrier"):
+                self.comm.Barrier()
 
     def abort(self, code):
         """End every rank now (a rank that raised would leave the others waiting in a collective)."""

@@ -3,7 +3,8 @@ update of one process at the whole batch B. In float64 with dropout off the weig
 to 1e-10 relative, for a GPT (every target counted) and a masked LM (each piece counts its own masked tokens,
 so uneven shares are weighted by their count), with the all-reduce overlapped with the backward or not, and
 under ZeRO-1 (each rank holding half the optimiser state). A run saved on 2 ranks resumes on 1 and the other
-way round; a rank killed mid-run ends the job instead of hanging. The two-rank runs go through `mpiexec -n 2`
+way round; a rank killed mid-run ends the job instead of hanging, and so does one that hangs, once another has
+waited MINILM_RANK_TIMEOUT seconds for it. The two-rank runs go through `mpiexec -n 2`
 on CI's two cores."""
 
 import json
@@ -170,7 +171,8 @@ class Recording:
 
     def finish_sums(self, started):
         assert started == self.started  # every bucket started is waited for
-        self.changed_after_sending += [p for bucket in started for p, sent in bucket if not np.array_equal(p.grad, sent)]
+        self.changed_after_sending += [p for bucket in started for p, sent in bucket
+                                       if not np.array_equal(p.grad, sent)]
 
 
 FAMILIES = {  # model type -> (trainer, a small shape with two blocks per stack, the run's context)
@@ -216,6 +218,20 @@ KEEPS_TRAINING = textwrap.dedent("""
 """)
 
 
+def two_ranks_past_their_first_checkpoint(tmp_path, **env):
+    """(the mpiexec job, its two ranks' pids, its out folder) once rank 0 has written OUT/latest."""
+    (tmp_path / "keeps_training.py").write_text(KEEPS_TRAINING)
+    job = subprocess.Popen([shutil.which("mpiexec"), "-n", "2", sys.executable, str(tmp_path / "keeps_training.py"),
+                            str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           env={**os.environ, **env})
+    out = tmp_path / "out"
+    deadline = time.time() + 120
+    while not (out / "latest").is_dir() and job.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert job.poll() is None, job.communicate()[0][-2000:]
+    return job, [int((tmp_path / f"pid-{rank}").read_text()) for rank in (0, 1)], out
+
+
 def alive(pid):
     try:
         os.kill(pid, 0)
@@ -228,15 +244,7 @@ def test_a_rank_killed_mid_run_ends_the_job_naming_the_signal_and_its_last_check
     """kill -9 of rank 1 while both train: the launcher ends the job (rank 0, waiting in a collective for it, is
     stopped too, not left hanging) and says which process died and how; the checkpoint rank 0 wrote last
     still loads, and a resume on one process continues it."""
-    (tmp_path / "keeps_training.py").write_text(KEEPS_TRAINING)
-    job = subprocess.Popen([shutil.which("mpiexec"), "-n", "2", sys.executable, str(tmp_path / "keeps_training.py"),
-                            str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out = tmp_path / "out"
-    deadline = time.time() + 120
-    while not (out / "latest").is_dir() and job.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert job.poll() is None, job.communicate()[0][-2000:]
-    ranks = [int((tmp_path / f"pid-{rank}").read_text()) for rank in (0, 1)]
+    job, ranks, out = two_ranks_past_their_first_checkpoint(tmp_path)
     time.sleep(0.5)  # into the steps after the first checkpoint
     killed = time.time()
     os.kill(ranks[1], signal.SIGKILL)
@@ -308,3 +316,80 @@ def test_with_dropout_two_ranks_resume_exactly_and_keep_a_stream_each(tmp_path):
     assert len(streams) == 2 and streams[0] != streams[1] and streams[0].keys() == streams[1].keys()
     resumed, _ = run(tmp_path, "gpt", "stopped", ranks=2, resume=True, **steps)
     assert relative_gap(straight, resumed) < 1e-10
+
+
+def test_a_rank_that_hangs_ends_the_job_after_the_timeout_naming_where_the_other_waited(tmp_path):
+    """SIGSTOP of rank 1 (a hang: alive, silent): the launcher sees nothing wrong, so rank 0's watchdog ends the
+    job once it has waited MINILM_RANK_TIMEOUT seconds in one collective, saying so; no rank is left behind and
+    the last checkpoint still loads."""
+    job, ranks, out = two_ranks_past_their_first_checkpoint(tmp_path, MINILM_RANK_TIMEOUT="3")
+    stopped = time.time()
+    os.kill(ranks[1], signal.SIGSTOP)
+    try:
+        said, _ = job.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.kill(ranks[1], signal.SIGKILL)
+        job.kill()
+        pytest.fail(f"the job still ran 60 s after rank 1 stopped: {job.communicate()[0][-2000:]}")
+    assert job.returncode != 0 and 3 <= time.time() - stopped < 60
+    assert "rank 0 of 2 waited 3 s in" in said and "one of them has hung" in said, said[-2000:]
+    for pid in ranks:
+        deadline = time.time() + 10
+        while alive(pid) and time.time() < deadline:
+            time.sleep(0.1)
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail(f"process {pid} was left behind")
+    folder = out / "latest" if (out / "latest").is_dir() else out / "latest.previous"
+    assert load_checkpoint(folder).train_state["step"] % 5 == 0
+
+
+class Aborts:
+    """A communicator of rank 0 of 2 whose Abort only records its code."""
+
+    def __init__(self):
+        self.codes = []
+
+    def Get_rank(self):
+        return 0
+
+    def Get_size(self):
+        return 2
+
+    def Abort(self, code):
+        self.codes.append(code)
+
+
+def test_the_watchdog_ends_the_job_past_its_limit_and_not_before(capfd):
+    from minilm.watchdog import Watchdog
+
+    patient, impatient = Aborts(), Aborts()
+    with Watchdog(patient, 1.0).wait("a quick sum"):
+        time.sleep(0.3)
+    with Watchdog(impatient, 0.2).wait("a sum that never ends"):
+        deadline = time.time() + 5
+        while not impatient.codes and time.time() < deadline:  # the message, a second for it to travel, Abort
+            time.sleep(0.05)
+    time.sleep(0.3)  # past a wait: nothing more happens
+    assert patient.codes == [] and impatient.codes == [1]
+    assert "rank 0 of 2 waited 0.2 s in a sum that never ends for the other ranks" in capfd.readouterr().err
+    forever = Watchdog(Aborts(), 0)
+    with forever.wait("a sum"):
+        pass
+    assert forever.thread is None  # 0: no watchdog at all
+
+
+@pytest.mark.parametrize("value, seconds", [(None, 600.0), ("30", 30.0), ("0", 0.0), ("-1", None), ("soon", None),
+                                            ("nan", None)])
+def test_minilm_rank_timeout_is_seconds_or_a_named_error(monkeypatch, value, seconds):
+    from minilm.watchdog import rank_timeout
+
+    if value is None:
+        monkeypatch.delenv("MINILM_RANK_TIMEOUT", raising=False)
+    else:
+        monkeypatch.setenv("MINILM_RANK_TIMEOUT", value)
+    if seconds is None:
+        with pytest.raises(ValueError, match=f"MINILM_RANK_TIMEOUT='{value}': give the seconds"):
+            rank_timeout()
+    else:
+        assert rank_timeout() == seconds

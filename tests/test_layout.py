@@ -11,7 +11,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "minilm"
 MAY_IMPORT = {
     "backend": set(),
     "atomic": set(),
-    "communicator": {"backend"},
+    "watchdog": set(),
+    "communicator": {"backend", "watchdog"},
     "nn": {"backend"},
     "models": {"backend", "nn"},
     "optim": {"backend", "nn"},

@@ -120,7 +120,7 @@ def _end_other_ranks(code):
     if launched_by_mpi():
         try:
             world = World.current()
-        except RuntimeError:  # no mpi4py: the error just printed says so, and there is nothing to abort with
+        except (RuntimeError, ValueError):  # no mpi4py, or a bad MINILM_RANK_TIMEOUT: the error just printed says so
             return
         world.abort(code)
 
