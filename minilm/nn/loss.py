@@ -76,7 +76,9 @@ class CrossEntropyLoss(Module):
         targets = xp.where(valid, self.targets.reshape(-1), 0)  # (N,) ignored rows read class 0 ...
         rows[xp.arange(rows.shape[0]), targets] -= 1
         if self.n_valid < valid.size:
-            rows[~valid] = 0  # ... and are zeroed: assigned, not multiplied, as a NaN row times 0 stays NaN
+            # ... and are zeroed: assigned, not multiplied, as a NaN row times 0 stays NaN (copyto with where=,
+            # not rows[~valid] = 0, which on a GPU must first count the mask's True entries on the host)
+            xp.copyto(rows, 0, where=~valid[:, None])
         # a 0-d dloss array of another dtype would otherwise promote float32 gradients to float64
         dlogits *= xp.asarray(dloss, dtype=logp.dtype) / self.n_valid
         return dlogits
