@@ -1,4 +1,4 @@
-"""The one place that knows NumPy from CuPy (with minilm.communicator, which sends arrays between processes).
+"""The one place that knows NumPy from CuPy.
 
 Layer code is written once against ``xp``, which stands for whichever array library is active:
 
@@ -13,10 +13,10 @@ Arrays made before a switch stay where they were: build (or ``load_state_dict``)
 
 The two libraries agree on almost everything. The few places they are spelled differently live here:
 ``scatter_add`` (the embedding backward), ``erf`` (the exact GELU), ``uniform`` (dropout's random draws,
-whose state stays on the host), ``fused`` (an element-wise formula as one GPU kernel) and moving arrays to
-and from the host. Three more exist for NumPy's speed:
-``sum_last_axis`` (short-row sums through BLAS), ``softmax_shift`` (one shift for a whole softmax) and
-``keep_freed_heap``.
+whose state stays on the host), ``fused`` (an element-wise formula as one GPU kernel), ``nccl`` (the GPU's
+collectives, for minilm.communicator) and moving arrays to and from the host. Three more exist for NumPy's
+speed: ``sum_last_axis`` (short-row sums through BLAS), ``softmax_shift`` (one shift for a whole softmax)
+and ``keep_freed_heap``.
 """
 
 import ctypes
@@ -61,10 +61,8 @@ def _import_cupy():
     try:
         import cupy
     except ImportError as err:
-        raise RuntimeError(
-            "CuPy requested but not installed (pip install 'minilm[gpu]' for CUDA 12, "
-            "or pip install cupy-cuda13x for CUDA 13)"
-        ) from err
+        raise RuntimeError("CuPy requested but not installed (pip install 'minilm[gpu]' for CUDA 12, or pip install "
+                           "cupy-cuda13x for CUDA 13)") from err
     try:
         n_devices = cupy.cuda.runtime.getDeviceCount()
     except Exception as err:  # CUDA driver missing or broken: CuPy raises its own runtime error type
@@ -126,7 +124,6 @@ def uniform(rng, shape, dtype):
         lib = _lib()
         device = lib.cuda.Device().id
         if device not in _device_generators:
-            # Philox: counter-based, so re-seeding it on every call costs nothing
             _device_generators[device] = lib.random.RandomState(method=lib.cuda.curand.CURAND_RNG_PSEUDO_PHILOX4_32_10)
         generator = _device_generators[device]
         # a np.uint64, not a Python int: seed() casts to uint64 with casting="safe", which refuses an int64
@@ -149,9 +146,8 @@ def scatter_add(target, indices, values):
     the embedding's dW = onehot(ids)ᵀ dy, touching only the rows that occur. NumPy's ``np.add.at`` does the
     same with a Python-level loop in C (1 ms at the CPU preset); here S is a SciPy sparse matrix whose rows
     are the runs of equal indices after a sort, and the product sums each run in C (50 µs, against 145 µs
-    for ``np.add.reduceat`` over the sorted rows: measured, benchmarks/RESULTS.md). CuPy has an atomic
-    ``add.at`` for it, an atomic scatter-add kernel (so the order of the additions, and the last bits of a
-    float32 sum, vary from run to run there).
+    for ``np.add.reduceat`` over the sorted rows: measured, benchmarks/RESULTS.md). CuPy's ``add.at`` is an
+    atomic scatter-add kernel: the order of its additions, so a float32 sum's last bits, vary between runs.
     """
     indices = indices.reshape(-1)  # (N,)
     values = values.reshape(indices.shape[0], *target.shape[1:])  # (N, C)
@@ -194,6 +190,17 @@ def fused(expression, numpy=None):
 
     run.expression, run.numpy = expression, numpy
     return run
+
+
+def nccl():
+    """CuPy's NCCL binding, which minilm.communicator sums gradients with; a RuntimeError if NCCL cannot load."""
+    try:
+        from cupy.cuda import nccl as binding
+    except ImportError:  # a CuPy built without the binding
+        binding = None
+    if binding is None or not binding.available:  # .available: whether libnccl was found
+        raise RuntimeError("the GPU backend sums gradients with NCCL, which CuPy cannot load: install NCCL for CuPy")
+    return binding
 
 
 def sum_last_axis(a):
@@ -245,8 +252,7 @@ def erf(x):
     return scipy_erf(x)
 
 
-M_TOP_PAD = -2  # glibc's mallopt parameter numbers (malloc.h)
-M_MMAP_THRESHOLD = -3
+M_TOP_PAD, M_MMAP_THRESHOLD = -2, -3  # glibc's mallopt parameter numbers (malloc.h)
 HEAP_TOP_PAD = 64 << 20  # bytes of freed memory glibc may keep at the top of its heap
 MMAP_THRESHOLD = 32 << 20  # the largest block served from the heap: glibc's own ceiling for it on 64-bit
 heap_padded = False  # whether keep_freed_heap() has set the pad in this process
@@ -267,9 +273,9 @@ def keep_freed_heap():
     Windows, musl), or when the user chose a pad or a threshold (MALLOC_TOP_PAD_, MALLOC_MMAP_THRESHOLD_, or
     their names in GLIBC_TUNABLES): their setting stands. Returns True if set.
 
-    Opt-in, never done on import: it changes malloc for the whole process, which a library must not do to the
-    program that imports it. The `minilm` command and the benchmarks own their process and call it first; a
-    training script of your own may call it too (``minilm.backend.keep_freed_heap()``).
+    Opt-in, never on import: it changes malloc for the whole process, which a library must not do to the program
+    that imports it. The `minilm` command and the benchmarks own their process and call it first; so may a
+    training script of yours (``minilm.backend.keep_freed_heap()``).
     """
     global heap_padded
     tunables = os.environ.get("GLIBC_TUNABLES", "")

@@ -9,7 +9,7 @@
 
 Two engines move the arrays, and the backend decides which: the gradients and weights travel where they live.
 - NumPy: MPI through mpi4py, on the host arrays themselves (MPICH or Open MPI, started by mpiexec).
-- CuPy: NCCL through CuPy (cupy.cuda.nccl), GPU to GPU, its communicator set up over MPI as llm.c does (rank 0
+- the GPU: NCCL (minilm.backend.nccl), GPU to GPU, its communicator set up over MPI as llm.c does (rank 0
   makes NCCL's unique id, MPI broadcasts it). Each rank uses the GPU of its rank within its node (modulo the
   GPUs it sees). A sum started early (overlap) runs on a CUDA stream of its own, after an event that marks
   its gradients written, and the wait makes the compute stream wait for it: the host never stops. A gather to
@@ -17,7 +17,8 @@ Two engines move the arrays, and the backend decides which: the gradients and we
 Everything else (the numbers above, the options each rank runs, objects to rank 0) goes over MPI either way.
 A rank that dies ends the job through the launcher; one that hangs would hold the others in their waits for
 ever, so every wait here runs under a watchdog (watchdog.py): MINILM_RANK_TIMEOUT seconds, default 600.
-The backend module and this one are the only two that know NumPy from CuPy (DESIGN.md).
+The GPU engine is written against ``xp.cuda`` (streams, events, devices) and the binding the backend hands
+it, so the backend stays the one module that names the GPU library (DESIGN.md).
 ref: the MPI standard, 4.0, ch. 6 (collectives); NCCL's user guide, "Using NCCL with MPI"; llm.c's
      train_gpt2.cu (multi_gpu_config_init).
 """
@@ -28,6 +29,7 @@ import os
 import numpy as np
 
 from minilm.backend import GPU, asarray, backend_name, to_numpy, xp
+from minilm.backend import nccl as gpu_collectives
 from minilm.watchdog import Watchdog, rank_timeout
 
 LAUNCHERS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")  # set by MPICH's hydra, Open MPI, PMIx launchers
@@ -44,7 +46,7 @@ def _mpi():
 
 
 class HostArrays:
-    """MPI on host memory: the NumPy backend's arrays as they are (a CuPy array would be copied through here)."""
+    """MPI on host memory: the NumPy backend's arrays as they are (a GPU array would be copied through here)."""
 
     def __init__(self, comm):
         self.comm = comm
@@ -79,13 +81,7 @@ class DeviceArrays:
     """NCCL on GPU memory (module docstring): the arrays never leave the device."""
 
     def __init__(self, comm):
-        try:
-            from cupy.cuda import nccl  # CuPy's binding; .available says whether libnccl could be loaded
-        except ImportError:
-            nccl = None
-        if nccl is None or not nccl.available:
-            raise RuntimeError("the GPU backend sums gradients with NCCL, and CuPy cannot load it: install NCCL "
-                               "as CuPy's installation guide says (its Additional CUDA Libraries)")
+        nccl = gpu_collectives()  # or a RuntimeError naming what to install
         self.nccl, self.mpi_comm = nccl, comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         local = comm.Split_type(_mpi().COMM_TYPE_SHARED)  # the ranks on this rank's node

@@ -135,12 +135,9 @@ def test_scipy_is_a_runtime_dependency():
     assert '"scipy>=' in dependencies
 
 
-def test_only_backend_and_the_communicator_name_cupy():
-    """DESIGN.md: the backend is the one place that knows NumPy from CuPy, and the communicator beside it (the
-    arrays ranks exchange travel by MPI from the host or by NCCL from the GPU) the one other."""
-    knowing = {"backend.py", "communicator.py"}
+def test_only_backend_names_cupy():
     mentions = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
-                if "cupy" in p.read_text().lower() and p.relative_to(PACKAGE).as_posix() not in knowing]
+                if "cupy" in p.read_text().lower() and p.name != "backend.py"]
     assert mentions == []
 
 

@@ -13,23 +13,12 @@ import numpy as np
 import pytest
 
 from minilm import backend
-from minilm.backend import GPU, asarray, to_numpy, use_backend
+from minilm.backend import GPU, asarray, to_numpy
 from minilm.communicator import DeviceArrays, World
 from minilm.nn.module import Parameter
 from minilm.training.trainer import Trainer
 from test_distributed import relative_gap, run
-from test_gpu import TOLERANCES, assert_same, tiny_run, weights
-
-
-@pytest.fixture(autouse=True)
-def gpu_or_skip():
-    previous = backend.backend_name()
-    try:
-        use_backend(GPU)
-    except RuntimeError as err:  # no CuPy, or no GPU it can reach
-        pytest.skip(f"needs the GPU backend: {err}")
-    yield
-    use_backend(previous)
+from test_gpu import TOLERANCES, assert_same, gpu_or_skip, tiny_run, weights  # noqa: F401 (an autouse fixture)
 
 
 def world_of_one():

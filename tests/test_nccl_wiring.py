@@ -176,5 +176,5 @@ def test_zero1s_collectives_send_the_slice_count_on_the_compute_stream_and_gathe
 
 @pytest.mark.parametrize("available", [False, None], ids=["libnccl-not-loaded", "no-binding"])
 def test_a_gpu_run_without_nccl_stops_at_the_start_naming_why(recorder, available):
-    with pytest.raises(RuntimeError, match="sums gradients with NCCL, and CuPy cannot load it"):
+    with pytest.raises(RuntimeError, match="sums gradients with NCCL, which CuPy cannot load: install NCCL"):
         DeviceArrays(recorder(available=available))
