@@ -104,7 +104,7 @@ class DeviceArrays:
         written = xp.cuda.get_current_stream().record()  # after the kernels that wrote flat
         self.stream.wait_event(written)
         self.nccl_comm.allReduce(flat.data.ptr, flat.data.ptr, flat.size, self._type(flat), self.nccl.NCCL_SUM,
-                            self.stream.ptr)
+                                 self.stream.ptr)
         return flat, self.stream.record()
 
     def wait(self, started):
