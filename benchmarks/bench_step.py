@@ -4,6 +4,7 @@
     python benchmarks/bench_step.py --configs cpu --rounds 9 # the CPU preset only, more rounds
     python benchmarks/bench_step.py --openblas configured    # only the environment as it is set
     python benchmarks/bench_step.py --device gpu             # CuPy beside torch.cuda, plus GPT-2 124M (B 8, T 1024)
+    python benchmarks/bench_step.py --configs cpu --split 2  # a third side: minilm with the batch on 2 threads
 
 A step is what a training loop does: logits = model(x); loss = CE(logits, y); zero the grads; backward; clip
 the global norm to 1; AdamW (decay on matrices only). Printed per configuration: median ms/step, tokens/s,
@@ -21,6 +22,9 @@ timing: two long-lived worker processes (minilm, torch) take turns: round r runs
     threads spin ~0.1 s after their last call, and would steal cores from the other side. Both sides get the
     same thread count (OPENBLAS_NUM_THREADS and torch.set_num_threads); the median over every timed step is
     reported.
+split: with --split N a third worker runs minilm as ``minilm train --threads N`` does (minilm.training.threads):
+    the batch cut in N micro-batches, each on its own replica and thread, BLAS held to one thread per replica
+    meanwhile; its turns alternate with the other two, and its ratio is printed beside the one-thread side's.
 OpenBLAS: "configured" is the environment as it is; "autodetect" runs the workers with OPENBLAS_CORETYPE
     removed (only in their environment), so OpenBLAS picks the kernels for this CPU (AVX-512 where it has
     them). The kernel set OpenBLAS actually loaded is printed for each. torch uses its own BLAS (MKL/oneDNN),
@@ -86,13 +90,14 @@ def openblas_info():
 
 # ---------------------------------------------------------------- the two sides, each in its own worker process
 
-def minilm_side(spec, device, xs, ys):
-    """(step function, sync, peak-memory function) for minilm."""
+def minilm_side(spec, device, xs, ys, split=1):
+    """(step function, sync, peak-memory function) for minilm; ``split`` > 1: the batch on that many threads."""
     from minilm import backend
     from minilm.models import GPT, GPTConfig
     from minilm.nn.attention import keep_attention_weights
     from minilm.nn.loss import CrossEntropyLoss
     from minilm.optim import AdamW, clip_grad_norm, decay_groups
+    from minilm.training.threads import Replicas
 
     backend.use_backend(backend.GPU if device == "gpu" else backend.CPU)
     backend.keep_freed_heap()  # as `minilm train` does (backend.py: not on import)
@@ -113,13 +118,19 @@ def minilm_side(spec, device, xs, ys):
     keep_attention_weights(model, not spec.get("recompute_attention", False))
     optimizer = AdamW(decay_groups(model, 0.1), lr=1e-4, betas=(0.9, 0.99), weight_decay=0.1)
     xs, ys = backend.asarray(xs), backend.asarray(ys)
+    replicas = Replicas(model, split)
 
     def step(i):
         x, y = xs[i % len(xs)], ys[i % len(ys)]
-        criterion = CrossEntropyLoss()
-        loss = float(criterion(model(x), y))
-        model.zero_grad()
-        model.backward(criterion.backward())
+        if split > 1:  # as the Trainer's step_loss: B/split rows a replica, each backward weighted by its share
+            rows = len(y) // split
+            pieces = [((x[k * rows:(k + 1) * rows],), y[k * rows:(k + 1) * rows]) for k in range(split)]
+            loss = replicas.run(pieces, [y.size // split] * split, y.size) / y.size
+        else:
+            criterion = CrossEntropyLoss()
+            loss = float(criterion(model(x), y))
+            model.zero_grad()
+            model.backward(criterion.backward())
         clip_grad_norm(model.parameters(), 1.0)
         optimizer.step()
         return loss
@@ -262,7 +273,10 @@ def worker(args):
     rng = np.random.default_rng(0)
     data = rng.integers(0, spec["vocab_size"], (4, spec["batch_size"], spec["block_size"] + 1))
     xs, ys = np.ascontiguousarray(data[:, :, :-1]), np.ascontiguousarray(data[:, :, 1:])
-    step, sync, peak = (minilm_side if args.side == "minilm" else torch_side)(spec, args.device, xs, ys)
+    if args.side == "minilm":
+        step, sync, peak = minilm_side(spec, args.device, xs, ys, args.split)
+    else:
+        step, sync, peak = torch_side(spec, args.device, xs, ys)
     for i in range(args.warmup):
         step(i)
     sync()
@@ -311,10 +325,13 @@ def alternate(workers, name, rounds, repeats):
 # ---------------------------------------------------------------- the driver
 
 def compare(config, device, setup, env, threads, args):
-    """Alternating rounds of minilm and torch; returns one result dict per side."""
-    workers = {side: Worker([sys.executable, __file__, "--worker", side, "--configs", config, "--device", device,
-                             "--threads", str(threads), "--warmup", str(args.warmup)], env)
-               for side in ("minilm", "torch")}
+    """Alternating rounds of minilm (and minilm on --split threads) and torch; one result dict per side, torch last."""
+    sides = {"minilm": ("minilm", 1), "torch": ("torch", 1)}
+    if args.split > 1:
+        sides = {"minilm": ("minilm", 1), f"minilm x{args.split}": ("minilm", args.split), "torch": ("torch", 1)}
+    workers = {name: Worker([sys.executable, __file__, "--worker", side, "--configs", config, "--device", device,
+                             "--threads", str(threads), "--warmup", str(args.warmup), "--split", str(split)], env)
+               for name, (side, split) in sides.items()}
     times = alternate(workers, "step", args.rounds, args.steps)
     spec, results = shape_of(config), []
     for side, worker_ in workers.items():
@@ -360,6 +377,8 @@ def main():
     parser.add_argument("--steps", type=int, default=None,
                         help="timed steps per turn (default: 10; 2 for the large shapes on the CPU)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps in each worker before the rounds")
+    parser.add_argument("--split", type=int, default=1,
+                        help="also time minilm with the batch on this many threads (minilm train --threads N)")
     parser.add_argument("--worker", choices=["minilm", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     threads = args.threads or int(os.environ.get("OPENBLAS_NUM_THREADS", 0)) or len(os.sched_getaffinity(0))
@@ -383,7 +402,7 @@ def main():
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"OPENBLAS_CORETYPE={configured if configured is not None else '(unset: autodetect)'}; "
           f"numpy {np.__version__}")
-    results = []
+    groups = []  # one list of results per configuration and setup, torch's last
     for device in devices:
         for config in (args.configs.split(",") if args.configs else DEFAULT_CONFIGS[device]):
             light = config == "cpu" or device == "gpu"
@@ -391,29 +410,31 @@ def main():
                                              "rounds": args.rounds or (5 if light else 3)})
             for setup in (chosen if device == "cpu" else ["configured"]):
                 try:
-                    results += compare(config, device, setup, setups[setup], threads, run_args)
+                    groups.append(compare(config, device, setup, setups[setup], threads, run_args))
                 except RuntimeError as err:  # e.g. torch sees a GPU but CuPy is not installed
                     print(f"note: {config} on the {device} skipped: {err}")
                     continue
-                report(results[-2:])
+                report(groups[-1])
     print("\n| config | device | OpenBLAS | side | ms/step (median) | IQR (ms) | tokens/s | GFLOP/s | peak GiB | "
           "minilm / torch |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for mine, theirs in zip(results[::2], results[1::2]):
-        for r in (mine, theirs):
-            setup = r["setup"] + (f" ({r['openblas_core']})" if r["side"] == "minilm" and r["openblas_core"] else "")
+    for group in groups:
+        theirs = group[-1]
+        for r in group:
+            setup = r["setup"] + (f" ({r['openblas_core']})" if r["side"] != "torch" and r["openblas_core"] else "")
             peak = f"{r['peak_gib']:.2f}" if r["device"] == "gpu" else "-"
-            ratio = f"**{mine['ms'] / theirs['ms']:.2f}**" if r is mine else ""
+            ratio = f"**{r['ms'] / theirs['ms']:.2f}**" if r is not theirs else ""
             print(f"| {r['config']} | {r['device']} | {setup} | {r['side']} | {r['ms']:.1f} | "
                   f"{r['iqr_ms'][0]:.1f}–{r['iqr_ms'][1]:.1f} | {r['tokens_per_s']:,.0f} | {r['gflops']:.1f} | "
                   f"{peak} | {ratio} |")
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
-def report(pair):
-    mine, theirs = pair
+def report(group):
+    mine, theirs = group[0], group[-1]
+    split = "".join(f", {r['side']} {r['ms']:.1f} ms (ratio {r['ms'] / theirs['ms']:.2f})" for r in group[1:-1])
     print(f"{mine['config']:>5} {mine['device']} {mine['setup']:<10} ({mine['openblas_core']}, "
-          f"{mine['openblas_threads']} threads): minilm {mine['ms']:.1f} ms, torch {theirs['ms']:.1f} ms, "
+          f"{mine['openblas_threads']} threads): minilm {mine['ms']:.1f} ms{split}, torch {theirs['ms']:.1f} ms, "
           f"ratio {mine['ms'] / theirs['ms']:.2f}", flush=True)
 
 

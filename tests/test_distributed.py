@@ -75,11 +75,13 @@ def test_two_ranks_overlapped_or_not_and_micro_batches_give_the_update_of_one_pr
     two, said = run(tmp_path, model_type, "two", ranks=2)  # overlap on: the default
     flat, _ = run(tmp_path, model_type, "flat", ranks=2, overlap=False)
     two_accumulated, _ = run(tmp_path, model_type, "two-accum", ranks=2, grad_accum=2)  # sent on the last only
+    two_threaded, _ = run(tmp_path, model_type, "two-threads", ranks=2, threads=2)  # each rank's replicas first
     assert "world 2 rank 0" in said and "world 2 rank 1" in said  # two processes really trained
     assert relative_gap(one, accumulated) < 1e-10
     assert relative_gap(two, flat) < 1e-10
     assert relative_gap(one, two) < 1e-10
     assert relative_gap(one, two_accumulated) < 1e-10
+    assert relative_gap(one, two_threaded) < 1e-10
     assert one["wte.weight" if model_type == "gpt" else "embeddings.wte.weight"].dtype == np.float64  # float64 really
 
 

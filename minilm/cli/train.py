@@ -39,7 +39,8 @@ RANGES = {
     "vocab_size": (256, None, False),  # a byte-level BPE starts from the 256 bytes
     "block_size": (1, None, False), "n_layer": (1, None, False), "n_head": (1, None, False), "n_embd": (1, None, False),
     "dropout": (0.0, 1.0, True),  # a probability of dropping; 1 would drop everything
-    "batch_size": (1, None, False), "grad_accum": (1, None, False), "max_iters": (0, None, False), "epochs": (1, None, False),
+    "batch_size": (1, None, False), "grad_accum": (1, None, False), "threads": (1, None, False),
+    "max_iters": (0, None, False), "epochs": (1, None, False),
     "lr": (POSITIVE, None, False), "min_lr": (0.0, None, False),  # lr > 0: a zero peak trains nothing
     "warmup_iters": (0, None, False), "lr_decay_iters": (1, None, False), "weight_decay": (0.0, None, False),
     "beta1": (0.0, 1.0, True), "beta2": (0.0, 1.0, True),  # moment decays: 1 would never move

@@ -34,6 +34,7 @@ class TrainConfig:
     grad_accum: int = 1  # micro-batches per step: B split in this many, their gradients summed (nanoGPT's)
     overlap: bool = True  # under mpiexec: sum each block's gradients over ranks as its backward ends, not all after
     zero1: bool = False  # under mpiexec: shard AdamW's moments over the ranks, 1/N each (ZeRO-1; never overlapped)
+    threads: int = 1  # on the CPU: run the step's micro-batches at once, one per thread and core (B split in as many)
     max_iters: int = 2000  # optimiser steps
     lr: float = 1e-3  # peak learning rate, reached after warmup
     min_lr: float = 1e-4  # the cosine's floor, lr / 10 as nanoGPT

@@ -44,30 +44,37 @@ from minilm.nn.loss import CrossEntropyLoss
 from minilm.training.run_state import restore_dropout_states
 
 
-def micro_batch_rows(batch_size, world, grad_accum):
-    """b = B / (N · grad_accum), the rows of one micro-batch; a ValueError names the sizes when B does not split
-    evenly (uneven pieces would weight the same rows differently on different ranks)."""
-    pieces = world.size * grad_accum
+def micro_batch_rows(batch_size, world, grad_accum, threads=1):
+    """b = B / (N · threads · grad_accum), the rows of one micro-batch; a ValueError names the sizes when B does
+    not split evenly (uneven pieces would weight the same rows differently on different ranks)."""
+    pieces = world.size * threads * grad_accum
     if batch_size % pieces:
-        raise ValueError(f"batch_size {batch_size} does not split into {world.size} rank(s) x grad_accum "
+        threaded = f" x threads {threads}" if threads > 1 else ""
+        raise ValueError(f"batch_size {batch_size} does not split into {world.size} rank(s){threaded} x grad_accum "
                          f"{grad_accum} = {pieces} equal micro-batches: choose a multiple of {pieces}")
     return batch_size // pieces
 
 
-def micro_batches(inputs, targets, world, grad_accum):
-    """[(inputs, targets)] of this rank: its B/N rows of the global batch, in grad_accum pieces (module doc)."""
-    b = micro_batch_rows(len(targets), world, grad_accum)
-    first = world.rank * grad_accum * b
+def micro_batches(inputs, targets, world, grad_accum, threads=1):
+    """[(inputs, targets)] of this rank: its B/N rows of the global batch, in threads x grad_accum pieces."""
+    b = micro_batch_rows(len(targets), world, grad_accum, threads)
+    first = world.rank * threads * grad_accum * b
     take = lambda a, i: None if a is None else a[first + i * b:first + (i + 1) * b]  # noqa: E731
-    return [(tuple(take(x, i) for x in inputs), take(targets, i)) for i in range(grad_accum)]
+    return [(tuple(take(x, i) for x in inputs), take(targets, i)) for i in range(threads * grad_accum)]
 
 
-def step_loss(model, pieces, world, gradients):
+def step_loss(model, pieces, world, gradients, replicas=None):
     """The whole batch's mean loss, having run forward and backward over this rank's micro-batches ``pieces``
     [(inputs, targets)], each backward weighted by n_m / n_total (module doc); ``gradients`` (a GradientSum)
-    wraps each backward, and leaves every .grad summed over the ranks after the last."""
+    wraps each backward, and leaves every .grad summed over the ranks after the last. ``replicas`` (threads.py),
+    when it has more than one, runs the pieces on its threads instead, and the ranks' sum follows it, flat."""
     counts = [int((asarray(y) != CrossEntropyLoss().ignore_index).sum()) for _, y in pieces]
     total = world.sum(sum(counts))  # the global count of targets: the mean's divisor
+    if replicas is not None and replicas.threads > 1:
+        loss = replicas.run(pieces, counts, total)
+        if gradients.how is not None:  # the replicas' sum is whole only now: one all-reduce, not one per block
+            world.sum_gradients(model.parameters())
+        return world.sum(loss) / max(total, 1)
     model.zero_grad()
     loss = 0.0
     for i, ((x, y), count) in enumerate(zip(pieces, counts)):
@@ -95,9 +102,14 @@ def own_dropout_streams(model, rank, saved_by_rank=None):
     if rank == 0:
         return
     for name, module in model.named_modules():
-        state = getattr(getattr(module, "rng", None), "bit_generator", None)
-        if isinstance(module, Dropout) and state is not None:
-            # the stream this rank leaves, as entropy (any bit generator's state is a JSON-able dict), spawned for r
-            digest = hashlib.sha256(json.dumps(state.state, sort_keys=True, default=str).encode()).digest()
-            seed = np.random.SeedSequence(int.from_bytes(digest, "little"), spawn_key=(rank,))
-            module.rng = np.random.Generator(type(state)(seed))
+        if isinstance(module, Dropout) and getattr(module, "rng", None) is not None:
+            module.rng = derived_generator(module.rng, spawn_key=(rank,))
+
+
+def derived_generator(generator, spawn_key):
+    """A Generator of the same kind as ``generator``, seeded by its present state and ``spawn_key``: the stream
+    it leaves, as entropy (any bit generator's state is a JSON-able dict, hashed), spawned for the key."""
+    bits = generator.bit_generator
+    digest = hashlib.sha256(json.dumps(bits.state, sort_keys=True, default=str).encode()).digest()
+    return np.random.Generator(type(bits)(np.random.SeedSequence(int.from_bytes(digest, "little"),
+                                                                 spawn_key=spawn_key)))

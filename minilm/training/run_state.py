@@ -25,7 +25,7 @@ RESUMABLE = ("max_iters", "eval_interval", "eval_iters", "out", "resume", "overw
              "recompute_attention", "lr_decay_iters", "grad_accum")  # grad_accum: the same update, in more pieces
 # how this launch spreads the work over its ranks: never taken from the checkpoint (a resume may run on another
 # number of ranks), always this launch's own choice or default
-LAUNCH = ("overlap", "zero1")
+LAUNCH = ("overlap", "zero1", "threads")
 # what the GPT-2 folder of --init-from decides, so a run must not also ask for it (dropout it may change)
 FROM_INIT = ("tokenizer", "vocab_size", "n_layer", "n_head", "n_embd", "bias", "pos", "norm", "tie_weights",
              "layer_norm_eps")

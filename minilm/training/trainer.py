@@ -44,6 +44,7 @@ from minilm.training.evaluation import estimate, estimate_loss, split_loss, spli
 from minilm.communicator import World
 from minilm.training.distributed import micro_batch_rows, micro_batches, own_dropout_streams, step_loss
 from minilm.training.overlap import GradientSum
+from minilm.training.threads import Replicas
 from minilm.training.zero import ZeroAdamW
 from minilm.training.objectives import OBJECTIVES, CausalLM, Classification, objective_for
 from minilm.optim import AdamW, clip_grad_norm, decay_groups
@@ -116,7 +117,7 @@ class Trainer:
             raise ValueError(f"min_lr {cfg.min_lr} is above lr {cfg.lr}: the cosine would climb")
         self._build(model, model_type, objective, resumed, given)  # the tokenizer, model, objective and splits
         cfg = self.cfg  # _build may resolve what depends on the data (a fine-tuning run's length)
-        micro_batch_rows(cfg.batch_size, self.world, cfg.grad_accum)  # B must split evenly: fail before a step
+        micro_batch_rows(cfg.batch_size, self.world, cfg.grad_accum, cfg.threads)  # B must split evenly: fail now
         # every rank has read OUT and its data: now they must agree, and only then may rank 0 write
         self.world.agree({**{f"--{k.replace('_', '-')}": v for k, v in _plain(cfg).items()},
                           **{f"model {k}": v for k, v in dataclasses.asdict(self.model.config).items()},
@@ -130,7 +131,7 @@ class Trainer:
         self.optimizer = (ZeroAdamW(self.world, groups, max_norm=cfg.grad_clip, **hyper) if cfg.zero1 else
                           AdamW(groups, **hyper))
         how = None if cfg.zero1 else "overlap" if cfg.overlap else "flat"  # ZeRO-1 sums in its step (reduce-scatter)
-        self.gradients = GradientSum(self.model, self.world, how)
+        self.gradients, self.replicas = GradientSum(self.model, self.world, how), Replicas(self.model, cfg.threads)
         self.schedule = schedule_for(cfg, resumed, given, log)
         self.rng = np.random.default_rng(cfg.seed)  # training batches (and a masked LM's masks)
         self.eval_rng = np.random.default_rng(cfg.seed + 1)  # evaluation batches, apart so evals never shift training
@@ -213,7 +214,6 @@ class Trainer:
                              f"written by import-hf, or edited by hand?)")
         self.model.load_state_dict(ckpt.model_state)
         self.optimizer.load_state_dict(*ckpt.optimizer_state)
-        state = ckpt.train_state
         self.step, self.best_val, self.history = state["step"], state["best_val_loss"], state["history"]
         self.rng, self.eval_rng = rng_from_state(state["rng"]), rng_from_state(state["eval_rng"])
         restore_dropout_states(self.model, state.get("dropout_rngs", {}))
@@ -261,8 +261,8 @@ class Trainer:
         self.schedule.apply(self.optimizer, self.step)
         # the global batch, the same on every rank (one seeded stream); this rank's micro-batches of it
         inputs, targets = self.objective.batch(self.train_data, cfg.batch_size, cfg.block_size, self.rng)
-        pieces = micro_batches(inputs, targets, self.world, cfg.grad_accum)
-        loss = step_loss(self.model, pieces, self.world, self.gradients)  # each .grad now Σ_ranks (overlapped)
+        pieces = micro_batches(inputs, targets, self.world, cfg.grad_accum, cfg.threads)
+        loss = step_loss(self.model, pieces, self.world, self.gradients, self.replicas)  # each .grad now Σ_ranks
         if not math.isfinite(loss):
             last = self.history[-1]["step"] if self.history else None
             raise RuntimeError(f"loss is {loss} at step {self.step}; nothing was saved for this step, the last "

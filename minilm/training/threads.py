@@ -1,0 +1,114 @@
+"""Threads: one step's micro-batches run at once, one per CPU core, each on a replica of the model.
+
+    the rank's rows, cut into threads x grad_accum micro-batches; replica k takes [k·grad_accum, (k+1)·grad_accum)
+    replica k:   forward, backward of (n_m / n_total) · loss_m for each of its pieces     (every k at once)
+    g = Σ_k g_k                                                        then Σ_ranks, clip, AdamW, as distributed.py
+
+The same sum as running the pieces one after another (distributed.py), grouped differently: the same update
+to rounding. Why it pays on the CPU: NumPy runs each element-wise call on one core, and a BLAS product on
+many; torch splits both over the cores. Splitting the *batch* instead keeps every core busy through the
+whole forward and backward, element-wise work included, with BLAS held to one thread per replica (threads
+x BLAS threads above the cores would fight for them). NumPy releases the GIL inside its ufuncs and BLAS
+calls, so the threads overlap everywhere but in the Python between calls.
+
+A replica shares the model's weights (the very arrays: AdamW's in-place update reaches every replica, and
+each step re-links them, so a load_state_dict or a cast is followed too) and has its own gradients, its own
+caches (what a forward keeps for its backward) and its own dropout generators. Replica 0 is the model. The
+generators of replica k ≥ 1 are derived afresh at each step from the model's own (their present state and
+k): rows in different replicas never share a mask, and since the model's generators are in every
+checkpoint, a resume with the same --threads continues exactly. Memory: the activations are split between
+the replicas, not repeated, but each replica beyond the first holds a gradient the model's size. On the GPU
+there is nothing to gain: one stream already runs each kernel over the whole device, so threads > 1 is
+refused there. Measured in benchmarks/RESULTS.md (issue 29).
+ref: the data parallelism of distributed.py, inside one process; torch's intra-op thread pool (at::parallel_for)
+     is the other way to spread a step over cores, one operation at a time.
+"""
+
+import copy
+from concurrent.futures import ThreadPoolExecutor, wait
+
+from threadpoolctl import ThreadpoolController
+
+from minilm.backend import CPU, backend_name
+from minilm.nn.dropout import Dropout
+from minilm.nn.loss import CrossEntropyLoss
+from minilm.training.distributed import derived_generator
+
+
+def run_pieces(model, pieces, counts, total):
+    """Forward and backward of each (inputs, targets) piece on ``model``, from zeroed gradients, each backward
+    weighted by its share n_m / n_total of the batch's targets; returns Σ_m n_m · loss_m."""
+    model.zero_grad()
+    summed = 0.0
+    for (inputs, targets), count in zip(pieces, counts):
+        criterion = CrossEntropyLoss()
+        summed += float(criterion(model(*inputs), targets)) * count
+        model.backward(criterion.backward(count / max(total, 1)))
+    return summed
+
+
+def replica_of(model):
+    """A copy of ``model``'s modules holding the same weight arrays, with no gradients and no caches."""
+    shared = {id(param.data): param.data for param in model.parameters()}  # deepcopy's memo: these are not copied
+    replica = copy.deepcopy(model, memo=shared)
+    for _, module in replica.named_modules():
+        for name in module.kept:
+            module.__dict__.pop(name, None)
+    replica.zero_grad()
+    return replica
+
+
+class Replicas:
+    """``threads`` replicas of ``model`` (the model itself first) and the threads that run them (module doc)."""
+
+    def __init__(self, model, threads):
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        if threads > 1 and backend_name() != CPU:
+            raise ValueError(f"--threads {threads} splits a step over CPU cores; the {backend_name()} backend runs "
+                             f"each kernel over the whole device already: use --threads 1")
+        self.model, self.threads = model, threads
+        self.copies = [replica_of(model) for _ in range(threads - 1)]
+        self.pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="minilm-replica") if threads > 1 else None
+        self.blas = ThreadpoolController() if threads > 1 else None
+
+    def run(self, pieces, counts, total):
+        """Σ_m n_m · loss_m over ``pieces`` (threads x grad_accum of them, in order), leaving the model's .grad
+        the sum of every replica's: the gradient of Σ_m (n_m / n_total) loss_m."""
+        if len(pieces) % self.threads:
+            raise ValueError(f"{len(pieces)} micro-batches do not split over {self.threads} threads")
+        if self.threads == 1:
+            return run_pieces(self.model, pieces, counts, total)
+        self._link()
+        per = len(pieces) // self.threads
+        share = lambda k: (pieces[k * per:(k + 1) * per], counts[k * per:(k + 1) * per])  # noqa: E731
+        with self.blas.limit(limits=1, user_api="blas"):
+            started = [self.pool.submit(run_pieces, replica, *share(k), total)
+                       for k, replica in enumerate(self.copies, start=1)]
+            try:
+                summed = run_pieces(self.model, *share(0), total)
+            finally:
+                wait(started)  # never leave a replica running into the next step, even after an error here
+            summed += sum(future.result() for future in started)  # re-raises a replica's error
+        for param, *others in zip(self.model.parameters(), *(replica.parameters() for replica in self.copies)):
+            for other in others:
+                if other.grad is not None:  # None: no piece reached it (a BERT's pooler under the masked LM)
+                    param.accumulate(other.grad)
+        return summed
+
+    def _link(self):
+        """Point each replica at the model's present weights, train/eval mode and dropout streams (module doc)."""
+        params = self.model.parameters()
+        dropouts = [module for _, module in self.model.named_modules() if isinstance(module, Dropout)]
+        for k, replica in enumerate(self.copies, start=1):
+            theirs = replica.parameters()
+            if [p.shape for p in theirs] != [p.shape for p in params]:
+                raise RuntimeError("the model's parameters changed shape after its replicas were made")
+            for mine, their in zip(params, theirs):
+                their.data = mine.data
+            if replica.training != self.model.training:
+                replica.train(self.model.training)
+            their_dropouts = [module for _, module in replica.named_modules() if isinstance(module, Dropout)]
+            for mine, their in zip(dropouts, their_dropouts):
+                if mine.p > 0:  # a key of two numbers, where a rank's streams have one: never the same stream
+                    their.rng = derived_generator(mine.rng, spawn_key=(0, k))
