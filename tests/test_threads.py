@@ -8,6 +8,7 @@ import pytest
 from threadpoolctl import ThreadpoolController
 
 from minilm import to_numpy
+from minilm.nn.normalization import LayerNorm
 from minilm.training import threads as threads_module
 from minilm.training.config import preset_for, with_changes
 from minilm.training.threads import Replicas
@@ -55,6 +56,11 @@ def test_a_replica_shares_the_weights_and_keeps_its_own_gradients_and_caches(tmp
         assert theirs.grad is not mine.grad and theirs.grad.shape == mine.grad.shape, name
     assert replica.h[0].attn.out_proj.x is not run.model.h[0].attn.out_proj.x  # its own forward's input
     assert replica.h[0].attn.out_proj.x.shape[0] == run.model.h[0].attn.out_proj.x.shape[0] == 4  # B/2 rows each
+    run.model.ln_f = LayerNorm(16).to("float64")  # a module replaced: the replicas are made again
+    run.train_step()
+    (remade,) = run.replicas.copies
+    assert remade is not replica and remade.ln_f.weight.data is run.model.ln_f.weight.data
+    assert remade.ln_f.weight.grad is not None and run.model.ln_f.weight.grad is not None
 
 
 def test_with_dropout_each_replica_draws_its_own_masks_and_a_resume_is_exact(tmp_path):

@@ -36,9 +36,8 @@ from minilm.training.distributed import derived_generator
 
 
 def run_pieces(model, pieces, counts, total):
-    """Forward and backward of each (inputs, targets) piece on ``model``, from zeroed gradients, each backward
+    """Forward and backward of each (inputs, targets) piece on ``model``, adding into its .grad, each backward
     weighted by its share n_m / n_total of the batch's targets; returns Σ_m n_m · loss_m."""
-    model.zero_grad()
     summed = 0.0
     for (inputs, targets), count in zip(pieces, counts):
         criterion = CrossEntropyLoss()
@@ -68,9 +67,17 @@ class Replicas:
             raise ValueError(f"--threads {threads} splits a step over CPU cores; the {backend_name()} backend runs "
                              f"each kernel over the whole device already: use --threads 1")
         self.model, self.threads = model, threads
-        self.copies = [replica_of(model) for _ in range(threads - 1)]
         self.pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="minilm-replica") if threads > 1 else None
         self.blas = ThreadpoolController() if threads > 1 else None
+        self._make()
+
+    def _make(self):
+        self.copies = [replica_of(self.model) for _ in range(self.threads - 1)]
+        everyone = [self.model, *self.copies]
+        # walked once here, not at every step: a walk of the module tree is Python, which holds the GIL
+        self.params = [replica.parameters() for replica in everyone]  # [replica][i]: the i-th Parameter
+        self.dropouts = [[module for _, module in replica.named_modules() if isinstance(module, Dropout)]
+                         for replica in everyone]
 
     def run(self, pieces, counts, total):
         """Σ_m n_m · loss_m over ``pieces`` (threads x grad_accum of them, in order), leaving the model's .grad
@@ -78,6 +85,7 @@ class Replicas:
         if len(pieces) % self.threads:
             raise ValueError(f"{len(pieces)} micro-batches do not split over {self.threads} threads")
         if self.threads == 1:
+            self.model.zero_grad()
             return run_pieces(self.model, pieces, counts, total)
         self._link()
         per = len(pieces) // self.threads
@@ -90,25 +98,25 @@ class Replicas:
             finally:
                 wait(started)  # never leave a replica running into the next step, even after an error here
             summed += sum(future.result() for future in started)  # re-raises a replica's error
-        for param, *others in zip(self.model.parameters(), *(replica.parameters() for replica in self.copies)):
+        for param, *others in zip(*self.params):
             for other in others:
                 if other.grad is not None:  # None: no piece reached it (a BERT's pooler under the masked LM)
                     param.accumulate(other.grad)
         return summed
 
     def _link(self):
-        """Point each replica at the model's present weights, train/eval mode and dropout streams (module doc)."""
-        params = self.model.parameters()
-        dropouts = [module for _, module in self.model.named_modules() if isinstance(module, Dropout)]
+        """Point each replica at the model's present weights, train/eval mode and dropout streams (module doc),
+        and start every gradient afresh."""
+        if self.model.parameters() != self.params[0]:  # other Parameter objects: a module of the model was replaced
+            self._make()
+        for replica_params in self.params:
+            for param in replica_params:
+                param.grad = None
         for k, replica in enumerate(self.copies, start=1):
-            theirs = replica.parameters()
-            if [p.shape for p in theirs] != [p.shape for p in params]:
-                raise RuntimeError("the model's parameters changed shape after its replicas were made")
-            for mine, their in zip(params, theirs):
+            for mine, their in zip(self.params[0], self.params[k]):
                 their.data = mine.data
             if replica.training != self.model.training:
                 replica.train(self.model.training)
-            their_dropouts = [module for _, module in replica.named_modules() if isinstance(module, Dropout)]
-            for mine, their in zip(dropouts, their_dropouts):
+            for mine, their in zip(self.dropouts[0], self.dropouts[k]):
                 if mine.p > 0:  # a key of two numbers, where a rank's streams have one: never the same stream
                     their.rng = derived_generator(mine.rng, spawn_key=(0, k))
