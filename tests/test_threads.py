@@ -1,10 +1,12 @@
 """--threads (minilm.training.threads): a step's micro-batches run at once on replicas of the model, one per
 thread. In float64 with dropout off 12 AdamW steps give the weights of one thread to 1e-10 relative, for a GPT and
-a masked LM (uneven target counts), with grad_accum too; with dropout a resume is exact and each replica draws
-masks of its own; BLAS runs one thread per replica while they run, and everything wrong is refused by name."""
+a masked LM (uneven target counts), with grad_accum too, and 3 steps do for every other family the Trainer
+trains; with dropout a resume is exact and each replica draws masks of its own; BLAS runs one thread per
+replica while they run, and everything wrong is refused by name."""
 
 import numpy as np
 import pytest
+from bert_tiny import ay_task, finetune_config, pretrain
 from threadpoolctl import ThreadpoolController
 
 from minilm import to_numpy
@@ -12,7 +14,9 @@ from minilm.nn.normalization import LayerNorm
 from minilm.training import threads as threads_module
 from minilm.training.config import preset_for, with_changes
 from minilm.training.threads import Replicas
+from minilm.training.finetune import FineTuner
 from minilm.training.trainer import Trainer
+from minilm.training.translator import Seq2SeqTrainer
 
 TINY = dict(max_iters=12, eval_interval=12, eval_iters=1, batch_size=8, block_size=16, n_layer=2, n_head=2,
             n_embd=16, sample_tokens=0, warmup_iters=2, lr=3e-3, overwrite=True, seed=5)
@@ -45,6 +49,43 @@ def test_two_threads_with_or_without_micro_batches_give_the_update_of_one(tmp_pa
         assert relative_gap(weights(one.model), weights(threaded.model)) < 1e-10, name
         assert threaded.history[-1]["train"] == pytest.approx(one.history[-1]["train"], rel=1e-12)
     assert next(iter(weights(one.model).values())).dtype == np.float64  # float64 really
+
+
+FAMILIES = {  # model type -> (trainer, a small shape, the run's context), as tests/test_distributed.py's
+    "tutorial": (Trainer, dict(n_layer=2, n_head=2, n_embd=16, d_ff=24), 16),
+    "lstm": (Trainer, dict(n_layer=2, n_embd=12, hidden_size=16), 16),
+    "seq2seq": (Seq2SeqTrainer, dict(d_model=16, nhead=2, dim_feedforward=24, num_encoder_layers=2,
+                                     num_decoder_layers=2), 80),
+}
+
+
+def three_steps(made):
+    made.model.to("float64")
+    for _ in range(3):
+        made.train_step()
+    return weights(made.model)
+
+
+@pytest.mark.parametrize("family", [*FAMILIES, "classifier"])
+def test_every_family_the_trainer_trains_takes_the_same_steps_on_two_threads(tmp_path, family):
+    """The LSTM (one recurrent module), the tutorial Transformer, Seq2Seq (padded pairs: uneven target counts)
+    and a fine-tuned classifier (inputs, token types and a padding mask, each cut into the pieces)."""
+    if family == "classifier":
+        encoder, task = pretrain(tmp_path / "mlm"), ay_task(tmp_path / "ay.csv")
+
+        def make(name, threads):
+            cfg = finetune_config(encoder, task, tmp_path / name, threads=threads, max_iters=3)
+            return FineTuner(cfg, log=lambda *_: None, dropout=0.0)  # with dropout the masks depend on threads
+    else:
+        trainer_class, shape, block_size = FAMILIES[family]
+
+        def make(name, threads):
+            cfg, model = with_changes(preset_for(family), out=str(tmp_path / name), batch_size=4, max_iters=3,
+                                      block_size=block_size, threads=threads, eval_iters=1, sample_tokens=0,
+                                      dropout=0.0, **shape)
+            return trainer_class(cfg, model, log=lambda *_: None)
+    one, two = three_steps(make("one", 1)), three_steps(make("two", 2))
+    assert relative_gap(one, two) < 1e-10
 
 
 def test_a_replica_shares_the_weights_and_keeps_its_own_gradients_and_caches(tmp_path):
