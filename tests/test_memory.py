@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 
+from minilm.training import memory
 from minilm.training.memory import batch_bytes, check_memory, parameter_count, readable_bytes
 from minilm.models import GPT, GPTConfig
 
@@ -32,3 +33,12 @@ def test_a_run_that_cannot_fit_is_refused_with_its_figures():
 
 def test_readable_bytes():
     assert [readable_bytes(n) for n in (10, 1536, 3 * 2**30, 2**41)] == ["10.0 B", "1.5 KiB", "3.0 GiB", "2.0 TiB"]
+
+
+def test_each_thread_beyond_the_first_adds_a_gradient(monkeypatch):
+    config = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128)
+    n, batch = parameter_count(config), batch_bytes(config, 12, 64)
+    monkeypatch.setattr(memory, "device_memory_bytes", lambda: 16 * n + batch + 4 * n)  # room for one more gradient
+    check_memory(config, 12, 64, threads=2)
+    with pytest.raises(ValueError, match=r"float32 weights, gradients \(3: one per --threads replica\) and AdamW"):
+        check_memory(config, 12, 64, threads=3)

@@ -122,7 +122,7 @@ class FineTuner(Trainer):
             steps = math.ceil(cfg.epochs * len(self.train_task) / cfg.batch_size)
         warmup = cfg.warmup_iters if cfg.warmup_iters is not None else int(WARMUP_SHARE * steps)
         self.cfg = cfg = dataclasses.replace(cfg, block_size=block, max_iters=steps, warmup_iters=warmup)
-        check_memory(self.model.config, cfg.batch_size, block, not cfg.recompute_attention)
+        check_memory(self.model.config, cfg.batch_size, block, not cfg.recompute_attention, cfg.threads)
         self.train_data = self.objective.encode(self.train_task, block)
         self.val_data = self.objective.encode(self.val_task, block)
 

@@ -11,7 +11,8 @@ parameters: GPT, per block ln_1, ln_2 2C each; attention 4C² (+ 4C biases); MLP
             learned positions 2TC, the output's bias V (and its VC when not tied)
             LSTM/RNN language model (G = 4 or 1 gates, H hidden): VC + Σ_l G·H·(I_l + H + 2) + HV + V
             the tutorial's Transformer: VC + L·(4C² + 2FC + F + 9C) + CV + V
-bytes:      16 per parameter to train: the float32 weight, its gradient and AdamW's two moments; and for one
+bytes:      16 per parameter to train: the float32 weight, its gradient and AdamW's two moments (and 4 more for
+            each --threads replica beyond the first, which holds a gradient of its own); and for one
             batch at least its logits and their gradient, 2·B·T·V floats, and the (B, H, T, T) attention
             weights of every layer (of one layer at a time with --recompute-attention). The rest of the
             activations (~16·B·T·C floats a layer) come on top, so passing this check is necessary, not
@@ -68,15 +69,16 @@ def batch_bytes(config, batch_size, block_size, keep_attention=True):
     return FLOAT * (2 * B * T * per_position + layers_kept * B * H * T * T)
 
 
-def check_memory(config, batch_size=1, block_size=None, keep_attention=True):
+def check_memory(config, batch_size=1, block_size=None, keep_attention=True, threads=1):
     """ValueError, with the figures, when the parameters' training state and one batch's logits and attention
-    weights alone exceed the memory of the active backend's device."""
+    weights alone exceed the memory of the active backend's device (``threads``: replicas, minilm.training.threads)."""
     n, have = parameter_count(config), device_memory_bytes()
-    weights = BYTES_PER_PARAMETER * n
+    weights = (BYTES_PER_PARAMETER + FLOAT * (threads - 1)) * n  # the batch is split between replicas, not repeated
+    gradients = "gradients" if threads == 1 else f"gradients ({threads}: one per --threads replica)"
     batch = batch_bytes(config, batch_size, block_size or config.block_size, keep_attention)
     if weights + batch > have:
         raise ValueError(f"training would need more than the {readable_bytes(have)} of memory the {backend_name()} "
-                         f"backend has: {readable_bytes(weights)} for the float32 weights, gradients and AdamW "
+                         f"backend has: {readable_bytes(weights)} for the float32 weights, {gradients} and AdamW "
                          f"state of {n:,} parameters, and at least {readable_bytes(batch)} for one batch's logits "
                          f"and attention weights (make --n-embd, --n-layer, --vocab-size, --batch-size or "
                          f"--block-size smaller)")

@@ -172,12 +172,12 @@ class Trainer:
                                  f"the same text, or start a new run")
             self.tokenizer = tokenizer_from_dict(resumed.tokenizer)
             config = MODELS[model_type][0].from_checkpoint(resumed.config.get("model"), resumed.path)
-            check_memory(config, cfg.batch_size, cfg.block_size, not cfg.recompute_attention)
+            check_memory(config, cfg.batch_size, cfg.block_size, not cfg.recompute_attention, cfg.threads)
             self.model = model_class(config, rng=cfg.seed)
         elif cfg.init_from:  # fine-tune GPT-2: its weights, its tokenizer
             dropout = model.dropout if "dropout" in given else None  # left out: the folder's own dropout
             self.model = load_gpt2(cfg.init_from, rng=cfg.seed, dropout=dropout).train()
-            check_memory(self.model.config, cfg.batch_size, cfg.block_size, not cfg.recompute_attention)
+            check_memory(self.model.config, cfg.batch_size, cfg.block_size, not cfg.recompute_attention, cfg.threads)
             self.tokenizer = gpt2_tokenizer(cfg.init_from)
             if self.tokenizer is None:
                 raise FileNotFoundError(f"{cfg.init_from} has no vocab.json + merges.txt: fine-tuning needs its "
@@ -187,7 +187,7 @@ class Trainer:
                               WordPieceTokenizer.train(text, cfg.vocab_size) if cfg.tokenizer == "wordpiece" else
                               CharTokenizer.from_text(text, objective.special_tokens))
             config = model_config(model, cfg, self.tokenizer)
-            check_memory(config, cfg.batch_size, cfg.block_size, not cfg.recompute_attention)
+            check_memory(config, cfg.batch_size, cfg.block_size, not cfg.recompute_attention, cfg.threads)
             self.model = model_class(config, rng=cfg.seed)
         self.objective = objective.for_tokenizer(self.tokenizer)  # a masked LM: its [MASK] and special ids
         self.sample_start = start_ids(self.tokenizer, text)

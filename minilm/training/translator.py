@@ -57,7 +57,7 @@ class Seq2SeqTrainer(Trainer):
         else:
             self.tokenizer = pairs_tokenizer(pairs)
             config = model_config(model, cfg, self.tokenizer)
-        check_memory(config, cfg.batch_size, cfg.block_size, not cfg.recompute_attention)
+        check_memory(config, cfg.batch_size, cfg.block_size, not cfg.recompute_attention, cfg.threads)
         self.model = Seq2Seq(config, rng=cfg.seed)
         self.objective = objective.for_tokenizer(self.tokenizer)
         self.pairs = pairs
