@@ -95,8 +95,10 @@ def test_zero1_gives_the_unsharded_weights_with_half_the_optimiser_state_on_each
     one, said_one = run(tmp_path, "gpt", "one")
     zero, said = run(tmp_path, "gpt", "zero", ranks=2, zero1=True)
     zero_accumulated, _ = run(tmp_path, "gpt", "zero-accum", ranks=2, zero1=True, grad_accum=2)
+    zero_threaded, _ = run(tmp_path, "gpt", "zero-threads", ranks=2, zero1=True, threads=2)
     assert relative_gap(one, zero) < 1e-10
     assert relative_gap(one, zero_accumulated) < 1e-10
+    assert relative_gap(one, zero_threaded) < 1e-10  # the replicas' sum is what ZeRO-1 reduce-scatters
     whole, shards = state_bytes_by_rank(said_one)[0], state_bytes_by_rank(said)
     assert sorted(shards) == [0, 1] and sum(shards.values()) == whole  # the slices cut the state, all of it
     assert all(abs(part / whole - 1 / 2) < 0.01 for part in shards.values())  # 1/N, to the padding of one slice

@@ -4,6 +4,8 @@ a masked LM (uneven target counts), with grad_accum too, and 3 steps do for ever
 trains; with dropout a resume is exact and each replica draws masks of its own; BLAS runs one thread per
 replica while they run, and everything wrong is refused by name."""
 
+import time
+
 import numpy as np
 import pytest
 from bert_tiny import ay_task, finetune_config, pretrain
@@ -13,6 +15,7 @@ from minilm import to_numpy
 from minilm.nn.normalization import LayerNorm
 from minilm.training import threads as threads_module
 from minilm.training.config import preset_for, with_changes
+from minilm.training.distributed import derived_generator, micro_batches
 from minilm.training.threads import Replicas
 from minilm.training.finetune import FineTuner
 from minilm.training.trainer import Trainer
@@ -61,9 +64,8 @@ FAMILIES = {  # model type -> (trainer, a small shape, the run's context), as te
 
 def three_steps(made):
     made.model.to("float64")
-    for _ in range(3):
-        made.train_step()
-    return weights(made.model)
+    losses = [made.train_step() for _ in range(3)]
+    return weights(made.model), losses
 
 
 @pytest.mark.parametrize("family", [*FAMILIES, "classifier"])
@@ -84,19 +86,36 @@ def test_every_family_the_trainer_trains_takes_the_same_steps_on_two_threads(tmp
                                       block_size=block_size, threads=threads, eval_iters=1, sample_tokens=0,
                                       dropout=0.0, **shape)
             return trainer_class(cfg, model, log=lambda *_: None)
-    one, two = three_steps(make("one", 1)), three_steps(make("two", 2))
+    (one, one_losses), (two, two_losses) = three_steps(make("one", 1)), three_steps(make("two", 2))
     assert relative_gap(one, two) < 1e-10
+    assert two_losses == pytest.approx(one_losses, rel=1e-12)  # the step's loss: the whole batch's mean
 
 
-def test_a_replica_shares_the_weights_and_keeps_its_own_gradients_and_caches(tmp_path):
+def recording(monkeypatch, what):
+    """[(model, what(model))] after each replica's pieces ran in a step (threads.run_pieces wrapped)."""
+    seen, original = [], threads_module.run_pieces
+
+    def run_then_record(model, *args):
+        summed = original(model, *args)
+        seen.append((model, what(model)))
+        return summed
+
+    monkeypatch.setattr(threads_module, "run_pieces", run_then_record)
+    return seen
+
+
+def test_a_replica_shares_the_weights_and_keeps_its_own_gradients_and_caches(tmp_path, monkeypatch):
     run = trainer(tmp_path, "run", threads=2, max_iters=2)
-    run.train_step(), run.train_step()  # not train(): its last evaluation keeps no cache
+    inputs = recording(monkeypatch, lambda model: model.h[0].attn.out_proj.x)
+    run.train_step(), run.train_step()
     (replica,) = run.replicas.copies
     for (name, mine), (_, theirs) in zip(run.model.named_parameters(), replica.named_parameters()):
         assert theirs.data is mine.data, name  # the same array: AdamW's in-place update reached it
         assert theirs.grad is not mine.grad and theirs.grad.shape == mine.grad.shape, name
-    assert replica.h[0].attn.out_proj.x is not run.model.h[0].attn.out_proj.x  # its own forward's input
-    assert replica.h[0].attn.out_proj.x.shape[0] == run.model.h[0].attn.out_proj.x.shape[0] == 4  # B/2 rows each
+    (model_a, x_a), (model_b, x_b) = inputs[-2:]
+    assert {id(model_a), id(model_b)} == {id(run.model), id(replica)} and x_a is not x_b  # each its own forward's
+    assert x_a.shape[0] == x_b.shape[0] == 4  # B/2 rows each
+    assert "x" not in vars(replica.h[0].attn.out_proj)  # the replica's caches are dropped once the step is done
     run.model.ln_f = LayerNorm(16).to("float64")  # a module replaced: the replicas are made again
     run.train_step()
     (remade,) = run.replicas.copies
@@ -104,13 +123,20 @@ def test_a_replica_shares_the_weights_and_keeps_its_own_gradients_and_caches(tmp
     assert remade.ln_f.weight.grad is not None and run.model.ln_f.weight.grad is not None
 
 
-def test_with_dropout_each_replica_draws_its_own_masks_and_a_resume_is_exact(tmp_path):
+def test_with_dropout_each_replica_draws_its_own_masks_and_a_resume_is_exact(tmp_path, monkeypatch):
     same = dict(threads=2, dropout=0.3, eval_interval=4, lr_decay_iters=8)
-    probe = trainer(tmp_path, "probe", float64=False, max_iters=1, **same)
-    probe.train_step()
-    mine, theirs = probe.model.h[0].mlp.dropout, probe.replicas.copies[0].h[0].mlp.dropout
-    assert mine.scaled_mask.shape == theirs.scaled_mask.shape
-    assert not np.array_equal(mine.scaled_mask, theirs.scaled_mask)  # rows of the two halves never share a mask
+    probe = trainer(tmp_path, "probe", float64=False, max_iters=2, **same)
+    masks = recording(monkeypatch, lambda model: model.h[0].mlp.dropout.scaled_mask)
+    probe.train_step(), probe.train_step()
+    (replica,) = probe.replicas.copies
+    by_model = {id(probe.model): [], id(replica): []}
+    for model, mask in masks:
+        by_model[id(model)].append(mask)
+    (mine_1, mine_2), (theirs_1, theirs_2) = by_model.values()
+    assert mine_1.shape == theirs_1.shape
+    assert not np.array_equal(mine_1, theirs_1)  # rows of the two halves never share a mask
+    assert not np.array_equal(theirs_1, theirs_2)  # and a replica's stream moves on from step to step
+    monkeypatch.undo()
     straight = trainer(tmp_path, "a", float64=False, max_iters=8, **same)
     straight.train()
     trainer(tmp_path, "b", float64=False, max_iters=4, **same).train()
@@ -161,3 +187,51 @@ def test_what_cannot_be_threaded_is_refused_by_name(tmp_path, monkeypatch):
     monkeypatch.setattr(threads_module, "backend_name", lambda: "cupy")
     with pytest.raises(ValueError, match="--threads 2 splits a step over CPU cores; the cupy backend"):
         Replicas(model, 2)
+
+
+def test_a_step_interrupted_while_a_replica_runs_leaves_the_next_step_right(tmp_path, monkeypatch):
+    run = trainer(tmp_path, "run", threads=2, max_iters=1)
+    inputs, targets = run.objective.batch(run.train_data, 8, 16, np.random.default_rng(0))
+    pieces = micro_batches(inputs, targets, run.world, 1, threads=2)
+    counts, total = [int(y.size) for _, y in pieces], int(targets.size)
+    Replicas(run.model, 1).run(pieces, counts, total)  # one thread: the reference
+    expected = {name: p.grad.copy() for name, p in run.model.named_parameters()}
+    (replica,) = run.replicas.copies
+    forward = replica.forward
+
+    def slowly(*args):
+        time.sleep(0.3)  # still running when the interrupt lands in the model's thread
+        return forward(*args)
+
+    monkeypatch.setattr(replica, "forward", slowly)
+
+    def interrupted(futures):
+        if not futures:  # the wait for the last run's replicas, before this run: none
+            return
+        monkeypatch.undo()  # the next wait is the real one again
+        raise KeyboardInterrupt  # as a Ctrl-C landing while the model's thread waits for the replica
+
+    monkeypatch.setattr(threads_module, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run.replicas.run(pieces, counts, total)
+    monkeypatch.setattr(replica, "forward", slowly)
+    assert run.replicas.running and not all(f.done() for f in run.replicas.running)  # the replica runs on
+    run.replicas.run(pieces, counts, total)
+    for name, param in run.model.named_parameters():
+        np.testing.assert_allclose(param.grad, expected[name], rtol=1e-10, atol=1e-14, err_msg=name)
+
+
+def test_derived_streams_differ_by_key_and_repeat_for_the_same_state_and_key():
+    draws = lambda key, seed=1: derived_generator(np.random.default_rng(seed), key).random(4)  # noqa: E731
+    assert np.array_equal(draws((0, 1)), draws((0, 1)))  # a resume derives the same stream again
+    assert not np.array_equal(draws((1,)), draws((0, 1)))  # rank 1's stream is not replica 1's
+    assert not np.array_equal(draws((0, 1)), draws((0, 2)))
+    assert not np.array_equal(draws((0, 1)), draws((0, 1), seed=2))  # another state, another stream
+
+
+def test_a_run_resumes_on_another_number_of_threads(tmp_path):
+    trainer(tmp_path, "run", float64=False, threads=2, max_iters=4, eval_interval=4).train()
+    resumed = trainer(tmp_path, "run", float64=False, threads=1, max_iters=8, eval_interval=4, resume=True)
+    assert resumed.cfg.threads == 1 and resumed.step == 4 and not resumed.replicas.copies
+    resumed.train()
+    assert [h["step"] for h in resumed.history] == [0, 4, 8]

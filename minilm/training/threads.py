@@ -8,8 +8,9 @@ The same sum as running the pieces one after another (distributed.py), grouped d
 to rounding. Why it pays on the CPU: NumPy runs each element-wise call on one core, and a BLAS product on
 many; torch splits both over the cores. Splitting the *batch* instead keeps every core busy through the
 whole forward and backward, element-wise work included, with BLAS held to one thread per replica (threads
-x BLAS threads above the cores would fight for them). NumPy releases the GIL inside its ufuncs and BLAS
-calls, so the threads overlap everywhere but in the Python between calls.
+x BLAS threads above the cores would fight for them; threadpoolctl sets it for the whole process, as NumPy's
+pthreads OpenBLAS reads it, where an OpenMP build would need it per thread). NumPy releases the GIL inside
+its ufuncs and BLAS calls, so the threads overlap everywhere but in the Python between calls.
 
 A replica shares the model's weights (the very arrays: AdamW's in-place update reaches every replica, and
 each step re-links them, so a load_state_dict or a cast is followed too) and has its own gradients, its own
@@ -48,17 +49,25 @@ def run_pieces(model, pieces, counts, total):
 
 def replica_of(model):
     """A copy of ``model``'s modules holding the same weight arrays, with no gradients and no caches."""
-    shared = {id(param.data): param.data for param in model.parameters()}  # deepcopy's memo: these are not copied
-    replica = copy.deepcopy(model, memo=shared)
-    for _, module in replica.named_modules():
-        for name in module.kept:
-            module.__dict__.pop(name, None)
-    replica.zero_grad()
+    memo = {id(param.data): param.data for param in model.parameters()}  # deepcopy's memo: shared, not copied
+    memo.update({id(param.grad): None for param in model.parameters() if param.grad is not None})  # nor these
+    for _, module in model.named_modules():  # nor what a forward kept for its backward
+        memo.update({id(value): None for name in module.kept if (value := vars(module).get(name)) is not None})
+    replica = copy.deepcopy(model, memo=memo)
+    drop_caches(module for _, module in replica.named_modules())  # absent, as before any forward: not None
     return replica
 
 
+def drop_caches(modules):
+    for module in modules:
+        for name in module.kept:
+            module.__dict__.pop(name, None)
+
+
 class Replicas:
-    """``threads`` replicas of ``model`` (the model itself first) and the threads that run them (module doc)."""
+    """``threads`` replicas of ``model`` (the model itself first) and the threads that run them (module doc).
+    A replica follows the model's weights (the arrays, and the Parameters should a module be replaced), its
+    train/eval mode and its dropout rates; other settings (keep_attention_weights) are copied when it is made."""
 
     def __init__(self, model, threads):
         if threads < 1:
@@ -69,6 +78,7 @@ class Replicas:
         self.model, self.threads = model, threads
         self.pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="minilm-replica") if threads > 1 else None
         self.blas = ThreadpoolController() if threads > 1 else None
+        self.running = []  # the replicas' tasks of the last run: done, unless an interrupt cut its wait short
         self._make()
 
     def _make(self):
@@ -76,8 +86,8 @@ class Replicas:
         everyone = [self.model, *self.copies]
         # walked once here, not at every step: a walk of the module tree is Python, which holds the GIL
         self.params = [replica.parameters() for replica in everyone]  # [replica][i]: the i-th Parameter
-        self.dropouts = [[module for _, module in replica.named_modules() if isinstance(module, Dropout)]
-                         for replica in everyone]
+        self.modules = [[module for _, module in replica.named_modules()] for replica in everyone]
+        self.dropouts = [[module for module in modules if isinstance(module, Dropout)] for modules in self.modules]
 
     def run(self, pieces, counts, total):
         """Σ_m n_m · loss_m over ``pieces`` (threads x grad_accum of them, in order), leaving the model's .grad
@@ -87,27 +97,31 @@ class Replicas:
         if self.threads == 1:
             self.model.zero_grad()
             return run_pieces(self.model, pieces, counts, total)
+        wait(self.running)  # a Ctrl-C in the last run's wait left a replica adding into .grad: let it end first
         self._link()
         per = len(pieces) // self.threads
         share = lambda k: (pieces[k * per:(k + 1) * per], counts[k * per:(k + 1) * per])  # noqa: E731
         with self.blas.limit(limits=1, user_api="blas"):
-            started = [self.pool.submit(run_pieces, replica, *share(k), total)
-                       for k, replica in enumerate(self.copies, start=1)]
+            self.running = [self.pool.submit(run_pieces, replica, *share(k), total)
+                            for k, replica in enumerate(self.copies, start=1)]
             try:
                 summed = run_pieces(self.model, *share(0), total)
             finally:
-                wait(started)  # never leave a replica running into the next step, even after an error here
-            summed += sum(future.result() for future in started)  # re-raises a replica's error
+                wait(self.running)  # an error here still lets the replicas end before it is raised
+            summed += sum(future.result() for future in self.running)  # re-raises a replica's error
         for param, *others in zip(*self.params):
             for other in others:
                 if other.grad is not None:  # None: no piece reached it (a BERT's pooler under the masked LM)
                     param.accumulate(other.grad)
+        for modules in self.modules[1:]:  # the replicas' caches, no longer needed: held no longer than the step
+            drop_caches(modules)
         return summed
 
     def _link(self):
-        """Point each replica at the model's present weights, train/eval mode and dropout streams (module doc),
-        and start every gradient afresh."""
-        if self.model.parameters() != self.params[0]:  # other Parameter objects: a module of the model was replaced
+        """Point each replica at the model's present weights, train/eval mode and dropout (module doc), and
+        start every gradient afresh."""
+        modules = [module for _, module in self.model.named_modules()]
+        if modules != self.modules[0] or self.model.parameters() != self.params[0]:  # a module or weight replaced
             self._make()
         for replica_params in self.params:
             for param in replica_params:
@@ -118,5 +132,6 @@ class Replicas:
             if replica.training != self.model.training:
                 replica.train(self.model.training)
             for mine, their in zip(self.dropouts[0], self.dropouts[k]):
+                their.p = mine.p
                 if mine.p > 0:  # a key of two numbers, where a rank's streams have one: never the same stream
                     their.rng = derived_generator(mine.rng, spawn_key=(0, k))
