@@ -23,8 +23,8 @@ from minilm.optim import SCHEDULES
 # lr_decay_iters only when asked for by name, since it moves the schedule recorded at the first save
 RESUMABLE = ("max_iters", "eval_interval", "eval_iters", "out", "resume", "overwrite", "sample_tokens", "backend",
              "recompute_attention", "lr_decay_iters", "grad_accum")  # grad_accum: the same update, in more pieces
-# how this launch spreads the work over its ranks: never taken from the checkpoint (a resume may run on another
-# number of ranks), always this launch's own choice or default
+# how this launch spreads the work over its ranks and threads: never taken from the checkpoint (a resume may run
+# on another number of either), always this launch's own choice or default
 LAUNCH = ("overlap", "zero1", "threads")
 # what the GPT-2 folder of --init-from decides, so a run must not also ask for it (dropout it may change)
 FROM_INIT = ("tokenizer", "vocab_size", "n_layer", "n_head", "n_embd", "bias", "pos", "norm", "tie_weights",
