@@ -97,6 +97,9 @@ def minilm_side(spec, device, xs, ys, split=1):
     from minilm.nn.attention import keep_attention_weights
     from minilm.nn.loss import CrossEntropyLoss
     from minilm.optim import AdamW, clip_grad_norm, decay_groups
+    from minilm.communicator import World
+    from minilm.training.distributed import micro_batches, step_loss
+    from minilm.training.overlap import GradientSum
     from minilm.training.threads import Replicas
 
     backend.use_backend(backend.GPU if device == "gpu" else backend.CPU)
@@ -118,14 +121,13 @@ def minilm_side(spec, device, xs, ys, split=1):
     keep_attention_weights(model, not spec.get("recompute_attention", False))
     optimizer = AdamW(decay_groups(model, 0.1), lr=1e-4, betas=(0.9, 0.99), weight_decay=0.1)
     xs, ys = backend.asarray(xs), backend.asarray(ys)
-    replicas = Replicas(model, split)
+    world = World()  # one process: the Trainer's step_loss below, with nothing to sum over ranks
+    replicas, gradients = Replicas(model, split), GradientSum(model, world, None)
 
     def step(i):
         x, y = xs[i % len(xs)], ys[i % len(ys)]
-        if split > 1:  # as the Trainer's step_loss: B/split rows a replica, each backward weighted by its share
-            rows = len(y) // split
-            pieces = [((x[k * rows:(k + 1) * rows],), y[k * rows:(k + 1) * rows]) for k in range(split)]
-            loss = replicas.run(pieces, [y.size // split] * split, y.size) / y.size
+        if split > 1:  # the Trainer's own step: B/split rows a replica, each backward weighted by its share
+            loss = step_loss(model, micro_batches((x,), y, world, 1, split), world, gradients, replicas)
         else:
             criterion = CrossEntropyLoss()
             loss = float(criterion(model(x), y))
@@ -326,9 +328,8 @@ def alternate(workers, name, rounds, repeats):
 
 def compare(config, device, setup, env, threads, args):
     """Alternating rounds of minilm (and minilm on --split threads) and torch; one result dict per side, torch last."""
-    sides = {"minilm": ("minilm", 1), "torch": ("torch", 1)}
-    if args.split > 1:
-        sides = {"minilm": ("minilm", 1), f"minilm x{args.split}": ("minilm", args.split), "torch": ("torch", 1)}
+    threaded = {f"minilm x{args.split}": ("minilm", args.split)} if args.split > 1 else {}
+    sides = {"minilm": ("minilm", 1), **threaded, "torch": ("torch", 1)}  # name: (worker side, its --split)
     workers = {name: Worker([sys.executable, __file__, "--worker", side, "--configs", config, "--device", device,
                              "--threads", str(threads), "--warmup", str(args.warmup), "--split", str(split)], env)
                for name, (side, split) in sides.items()}

@@ -84,7 +84,8 @@ class Replicas:
     def _make(self):
         self.copies = [replica_of(self.model) for _ in range(self.threads - 1)]
         everyone = [self.model, *self.copies]
-        # walked once here, not at every step: a walk of the module tree is Python, which holds the GIL
+        # listed once here: a step walks only the model's tree (twice, in _link, to see that nothing was replaced),
+        # not every replica's (the walks are Python, which holds the GIL the other threads want)
         self.params = [replica.parameters() for replica in everyone]  # [replica][i]: the i-th Parameter
         self.modules = [[module for _, module in replica.named_modules()] for replica in everyone]
         self.dropouts = [[module for module in modules if isinstance(module, Dropout)] for modules in self.modules]
