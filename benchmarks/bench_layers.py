@@ -41,32 +41,40 @@ hs = C // H
 # --shape gpu: the GPU preset's model and batch (B 64, T 256, C 384, H 6, L 6) on the CPU, where every array
 # outgrows the caches and the memory floor is memory's; at the CPU preset's shape each array fits in L2
 SHAPES = {"cpu": (12, 64, 128, 4, 4), "gpu": (64, 256, 384, 6, 6)}
-# name -> (calls per training step, what it is)
-CASES = {
-    "linear_fc": (L, "Linear C -> 4C (mlp.c_fc)"),
-    "linear_proj": (L, "Linear 4C -> C (mlp.c_proj)"),
-    "lm_head": (1, "Linear C -> V (the tied head)"),
-    "layernorm": (2 * L + 1, "LayerNorm (B, T, C)"),
-    "gelu": (L, "GELU tanh (B, T, 4C)"),
-    "softmax_mask": (L, "scale, causal mask, softmax (B, H, T, T)"),
-    "attention": (L, "causal self-attention: qkv, sdpa, out proj"),
-    "block": (L, "a whole transformer block"),
-    "cross_entropy": (1, "cross-entropy (B, T, V)"),
-    "embedding": (1, "Embedding (B, T) ids -> (B, T, C), repeated ids"),
-    "adamw": (1, "AdamW step, every parameter of the model"),
-    "clip": (1, "clip_grad_norm, every gradient of the model"),
-    "matmuls": (1, "every matmul of a step, plain arrays"),
-}
+# name -> (calls per training step, what it is), for the shape in use (use_shape sets it)
+CASES = {}
+
+
+def cases_for(L):
+    """The cases of a model of L layers: how often a step calls each, and what it is."""
+    return {
+        "linear_fc": (L, "Linear C -> 4C (mlp.c_fc)"),
+        "linear_proj": (L, "Linear 4C -> C (mlp.c_proj)"),
+        "lm_head": (1, "Linear C -> V (the tied head)"),
+        "layernorm": (2 * L + 1, "LayerNorm (B, T, C)"),
+        "gelu": (L, "GELU tanh (B, T, 4C)"),
+        "softmax_mask": (L, "scale, causal mask, softmax (B, H, T, T)"),
+        "attention": (L, "causal self-attention: qkv, sdpa, out proj"),
+        "block": (L, "a whole transformer block"),
+        "cross_entropy": (1, "cross-entropy (B, T, V)"),
+        "embedding": (1, "Embedding (B, T) ids -> (B, T, C), repeated ids"),
+        "adamw": (1, "AdamW step, every parameter of the model"),
+        "clip": (1, "clip_grad_norm, every gradient of the model"),
+        "matmuls": (1, "every matmul of a step, plain arrays"),
+    }
+
+
 # the memory floor: layer -> (the shape its passes run over, full passes forward + backward) (module docstring)
 FLOOR_SHAPES = {}
 
 
 def use_shape(name):
-    """Set the module's B, T, C, H, L (and hs, FLOOR_SHAPES) to SHAPES[name], before any case is built."""
+    """Set the module's B, T, C, H, L (and hs, FLOOR_SHAPES, CASES) to SHAPES[name], before any case is built."""
     global B, T, C, H, L, hs
     B, T, C, H, L = SHAPES[name]
     hs = C // H
     FLOOR_SHAPES.update(btc=(B, T, C), bt4c=(B, T, 4 * C), bhtt=(B, H, T, T), btv=(B, T, V))
+    CASES.update(cases_for(L))
 
 
 use_shape("cpu")

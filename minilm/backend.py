@@ -14,9 +14,8 @@ Arrays made before a switch stay where they were: build (or ``load_state_dict``)
 The two libraries agree on almost everything. The few places they are spelled differently live here:
 ``scatter_add`` (the embedding backward), ``erf`` (the exact GELU), ``uniform`` (dropout's random draws,
 whose state stays on the host), ``fused`` (an element-wise formula as one GPU kernel), ``nccl`` (the GPU's
-collectives, for minilm.communicator) and moving arrays to and from the host. Three more exist for NumPy's
-speed: ``sum_last_axis`` (short-row sums through BLAS), ``softmax_shift`` (one shift for a whole softmax)
-and ``keep_freed_heap``.
+collectives, for minilm.communicator) and moving arrays to and from the host. Three more exist for NumPy's speed:
+``sum_last_axis`` (short-row sums through BLAS), ``softmax_shift`` (one shift for a whole softmax), ``keep_freed_heap``.
 """
 
 import ctypes
@@ -27,6 +26,8 @@ import platform
 import sys
 
 import numpy as np
+
+from minilm.blocks import by_blocks
 
 BACKENDS = ("numpy", "cupy")
 CPU, GPU = BACKENDS  # the names other modules use, so only this file spells out the GPU library
@@ -176,14 +177,15 @@ def fused(expression, numpy=None):
     launches its own kernel and writes a temporary the size of its input; cupy.fuse compiles the whole
     expression into a single pass over memory. NumPy has no such compiler, so a layer may pass the same
     maths written in place over one or two buffers as ``numpy``; a parity test holds the two together, and
-    ``.expression`` keeps the formula callable as the reference.
+    ``.expression`` keeps the formula callable as the reference. On arrays that outgrow a core's cache, NumPy
+    runs it block by block (minilm.blocks): one trip to memory, not one per operator, to the same bits.
     """
     kernels = {}
 
     @functools.wraps(expression)
     def run(*arrays):
         if backend_name() != GPU:
-            return (numpy or expression)(*arrays)
+            return by_blocks(numpy or expression, arrays)
         if "gpu" not in kernels:  # compiled once per process, for each dtype at its first call
             kernels["gpu"] = _lib().fuse(kernel_name=expression.__name__.strip("_"))(expression)
         return kernels["gpu"](*arrays)
@@ -267,15 +269,13 @@ def keep_freed_heap():
     its heap back to the OS, and the next step's arrays fault every page in again: measured 2,000 to 10,000
     page faults per step of the CPU preset, 10 to 30 % of its time on a 2-core VM. With the pad, the heap
     keeps those pages. The threshold is set with it because any mallopt freezes glibc's sliding one at its
-    start, 128 KB: every larger array would then get a fresh mmap, faulted in page by page and unmapped
-    when freed (measured: 110,000 faults per step at the GPU preset's shape on the CPU, against 177 with
-    both set); 32 MB is where glibc's own sliding threshold stops. Nothing is done off glibc (macOS,
-    Windows, musl), or when the user chose a pad or a threshold (MALLOC_TOP_PAD_, MALLOC_MMAP_THRESHOLD_, or
-    their names in GLIBC_TUNABLES): their setting stands. Returns True if set.
-
-    Opt-in, never on import: it changes malloc for the whole process, which a library must not do to the program
-    that imports it. The `minilm` command and the benchmarks own their process and call it first; so may a
-    training script of yours (``minilm.backend.keep_freed_heap()``).
+    start, 128 KB: every larger array would then get a fresh mmap, faulted in page by page and unmapped when
+    freed (measured: 110,000 faults per step at the GPU preset's shape on the CPU, against 177 with both
+    set); 32 MB is where glibc's own sliding threshold stops. Nothing is done off glibc (macOS, Windows, musl)
+    or when the user chose a pad or a threshold (MALLOC_TOP_PAD_, MALLOC_MMAP_THRESHOLD_, or their names in
+    GLIBC_TUNABLES): their setting stands. Returns True if set. Opt-in, never on import: it changes malloc for
+    the whole process, which a library must not do to the program that imports it. The `minilm` command and
+    the benchmarks own their process and call it first; so may a training script of yours.
     """
     global heap_padded
     tunables = os.environ.get("GLIBC_TUNABLES", "")

@@ -4,7 +4,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from layer_checks import assert_close, assert_gradcheck, assert_matches_torch, randn
-from minilm import to_numpy
+from minilm import blocks, to_numpy
 from minilm.backend import CPU, asarray, backend_name
 from minilm.nn import inference
 from minilm.nn.activation import (GELU, ReLU, Tanh, gelu_exact, gelu_exact_grad, gelu_exact_grad_from_cdf, gelu_tanh,
@@ -222,11 +222,15 @@ def test_tanh_refuses_integer_input_and_keeps_the_dtype():
                                            (normal_cdf, 1), (gelu_exact_grad_from_cdf, 3)],
                          ids=["gelu_tanh", "gelu_tanh_grad", "gelu_exact", "gelu_exact_grad", "normal_cdf",
                               "gelu_exact_grad_from_cdf"])
-def test_each_kernel_equals_its_formula_as_written(kernel, arity, dtype):
+@pytest.mark.parametrize("in_blocks", [False, True], ids=["whole", "by_blocks"])
+def test_each_kernel_equals_its_formula_as_written(kernel, arity, dtype, in_blocks, monkeypatch):
     """NumPy: the in-place rewrite against the one-line formula. GPU: the fused kernel against the formula
-    run operator by operator. Either way the same maths, so only rounding may differ; and the dtype holds."""
-    if kernel.numpy is None and backend_name() == CPU:
+    run operator by operator. Either way the same maths, so only rounding may differ; and the dtype holds.
+    by_blocks: 1 KB blocks, so NumPy runs the kernel block by block here (minilm.blocks)."""
+    if kernel.numpy is None and backend_name() == CPU and not in_blocks:
         pytest.skip("on NumPy this kernel is its formula itself: nothing to compare (the GPU compiles it)")
+    if in_blocks:
+        monkeypatch.setattr(blocks, "BLOCK_BYTES", 1024)
     rng = np.random.default_rng(13)
     arrays = [randn(rng, 4, 8, 64, dtype=dtype, scale=3.0) for _ in range(arity)]  # (B, T, 4C)-like, wide range
     got, expected = kernel(*arrays), kernel.expression(*arrays)

@@ -9,7 +9,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "minilm"
 # sub-package -> what it may import, lowest floor first: text -> ids -> model -> loss -> backward -> optimiser
 # -> checkpoint reads top to bottom. Each sub-package's docstring says the same in words.
 MAY_IMPORT = {
-    "backend": set(),
+    "blocks": set(),  # NumPy only, under backend: its fused kernels run over cache-sized blocks on NumPy
+    "backend": {"blocks"},
     "atomic": set(),
     "watchdog": set(),
     "communicator": {"backend", "watchdog"},
