@@ -275,7 +275,7 @@ def keep_freed_heap():
     or when the user chose a pad or a threshold (MALLOC_TOP_PAD_, MALLOC_MMAP_THRESHOLD_, or their names in
     GLIBC_TUNABLES): their setting stands. Returns True if set. Opt-in, never on import: it changes malloc for
     the whole process, which a library must not do to the program that imports it. The `minilm` command and
-    the benchmarks own their process and call it first; so may a training script of yours.
+    the benchmarks own their process and call it first, as may your script: ``minilm.backend.keep_freed_heap()``.
     """
     global heap_padded
     tunables = os.environ.get("GLIBC_TUNABLES", "")

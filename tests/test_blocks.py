@@ -20,7 +20,7 @@ def _counting(kernel):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_a_kernel_over_a_large_array_runs_block_by_block_to_the_same_bits(dtype, monkeypatch):
-    """4 KB blocks over (3, 5, 301) arrays: 4 or 9 blocks, the last one short, and every bit as the whole call."""
+    """4 KB blocks over (3, 5, 301) arrays: 5 calls (float32) or 9 (float64), the last one short, every bit the same."""
     monkeypatch.setattr(blocks, "BLOCK_BYTES", 4096)
     rng = np.random.default_rng(3)
     x, dy = (rng.standard_normal((3, 5, 301)).astype(dtype) for _ in range(2))
